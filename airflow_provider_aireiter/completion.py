@@ -1,0 +1,150 @@
+"""The one finish step shared by the operators and the sensor, in sync and deferred mode alike.
+
+check status -> download outputs -> plain-JSON result dict (XCom) -> asset-event extra.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_aireiter.exceptions import (
+    AireiterResponseError,
+    AireiterTaskFailedError,
+    AireiterTimeoutError,
+    error_for_reason,
+)
+from airflow_provider_aireiter.models import SubmitResult, TaskInfo
+
+if TYPE_CHECKING:
+    from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+
+#: XCom key holding the first output URL (for the operator extra link)
+OUTPUT_URL_XCOM_KEY = "aireiter_output_url"
+
+
+def output_directory(output_path: Any) -> Any:
+    """``output_path`` (an ``ObjectStoragePath`` or a URI/local path string) as an ``ObjectStoragePath``."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(output_path, ObjectStoragePath):
+        return output_path
+    text = str(output_path)
+    if "://" not in text:
+        text = "file://" + os.path.abspath(text)
+    return ObjectStoragePath(text)
+
+
+def result_dict(info: TaskInfo, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The small plain-JSON dict returned to XCom: ids, status, credits, times and outputs (never bytes)."""
+    return {
+        "out_task_id": info.out_task_id,
+        "task_id": info.task_id,
+        "model": info.model,
+        "status": info.status,
+        "credits_used": info.credits_used,
+        "created_at": info.created_at,
+        "completed_at": info.completed_at,
+        "outputs": outputs if outputs is not None else [{"url": url} for url in info.output_urls],
+    }
+
+
+def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
+    """The result for ``wait_for_completion=False``: the ids and status right after submitting."""
+    return {
+        "out_task_id": submitted.out_task_id,
+        "task_id": submitted.task_id,
+        "model": model,
+        "status": submitted.status,
+        "credits_used": None,
+        "created_at": submitted.created_at,
+        "completed_at": None,
+        "outputs": [],
+    }
+
+
+def task_from_event(event: Any, out_task_id: str | None) -> TaskInfo:
+    """Turn a trigger event into a finished task, or raise the error it stands for."""
+    if not isinstance(event, dict) or event.get("status") not in ("success", "failed", "timeout", "error"):
+        raise AireiterResponseError(
+            f"Resumed from the trigger with an unexpected event {str(event)[:200]!r} for {out_task_id!r}; "
+            "clear the task to wait again (it reattaches to the remote task).",
+            out_task_id=out_task_id,
+        )
+    status = event["status"]
+    task = TaskInfo.model_validate(event["task"]) if event.get("task") else None
+    message = str(event.get("message") or "")
+    if status == "success" and task is not None:
+        return task
+    if status == "failed" and task is not None:
+        from airflow_provider_aireiter.hooks.aireiter import raise_if_failed
+
+        raise_if_failed(task)
+    if status == "timeout":
+        last = task.status if task is not None else "not yet visible"
+        raise AireiterTimeoutError(
+            f"Gave up waiting for AIReiter task {out_task_id!r} (last status: {last}). The remote task may "
+            f"still finish: resume with AireiterTaskSensor(out_task_id={out_task_id!r}) or clear this task "
+            "(it reattaches instead of paying again).",
+            out_task_id=out_task_id,
+        )
+    if status == "error":
+        raise error_for_reason(event.get("reason"), message, out_task_id=out_task_id)
+    raise AireiterTaskFailedError(message or f"AIReiter task {out_task_id!r} failed.", out_task_id=out_task_id)
+
+
+def finish(
+    hook: AireiterHook,
+    info: TaskInfo,
+    *,
+    output_path: Any,
+    context: Any,
+    outlets: list[Any] | None,
+    log: Any,
+) -> dict[str, Any]:
+    """Check the final task, download its outputs, record asset extras, and return the result dict."""
+    from airflow_provider_aireiter.hooks.aireiter import raise_if_failed
+
+    raise_if_failed(info)
+    out_id = info.out_task_id or "aireiter"
+    outputs: list[dict[str, Any]] = []
+    if output_path:
+        directory = output_directory(output_path)
+        for index, url in enumerate(info.output_urls):
+            got = hook.download(url, directory, f"{out_id}_{index}")
+            outputs.append({"url": url, "path": got.path, "content_type": got.content_type, "size": got.size})
+    else:
+        outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]
+    result = result_dict(info, outputs)
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None and info.output_urls:
+        ti.xcom_push(key=OUTPUT_URL_XCOM_KEY, value=info.output_urls[0])
+    _record_asset_events(context, outlets, result)
+    where = ", ".join(o["path"] for o in outputs if o.get("path")) or "not downloaded (no output_path)"
+    log.info(
+        "AIReiter task %s %s: %d output(s), %s credits used; files: %s",
+        out_id,
+        info.status,
+        len(outputs),
+        "unknown" if info.credits_used is None else f"{info.credits_used:g}",
+        where,
+    )
+    return result
+
+
+def _record_asset_events(context: Any, outlets: list[Any] | None, result: dict[str, Any]) -> None:
+    if not outlets or not hasattr(context, "get"):
+        return
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    from airflow.sdk import Asset
+
+    extra = {
+        "out_task_id": result["out_task_id"],
+        "model": result["model"],
+        "outputs": [{"url": o["url"], "path": o.get("path")} for o in result["outputs"]],
+    }
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            events[outlet].extra.update(extra)

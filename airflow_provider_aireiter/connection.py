@@ -1,0 +1,97 @@
+"""The ``aireiter`` connection: what its fields mean, read in one place.
+
+* host: the service root, ``https://aireiter.com`` when empty. A host without a scheme gets
+  ``https://`` (and the port field, if any). The API lives under ``/api/openapi``.
+* password: the API key, sent as ``Authorization: Bearer <key>``.
+* extra ``timeout``: seconds per HTTP request (default 60).
+* extra ``callback_base_url``: the public address of this Airflow's API server, as AIReiter can reach
+  it; when set, operators send a ``callback_url`` under it.
+* extra ``callback_secret``: the key that signs per-task callback tokens. Its name contains
+  ``secret``, so Airflow's secrets masker hides its value in logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
+
+CONN_TYPE = "aireiter"
+DEFAULT_CONN_ID = "aireiter_default"
+DEFAULT_BASE_URL = "https://aireiter.com"
+API_PREFIX = "/api/openapi"
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """The parts of an ``aireiter`` connection the provider uses. The secrets are left out of ``repr``."""
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    callback_base_url: str | None = None
+    callback_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def api_url(self) -> str:
+        """Root of the API endpoints (``.../api/openapi``)."""
+        return self.base_url + API_PREFIX
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        """Whether operators can send a signed ``callback_url``."""
+        return bool(self.callback_base_url and self.callback_secret)
+
+
+def _base_url(host: str | None, port: int | None) -> str:
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        host = f"https://{host}" + (f":{port}" if port else "")
+    if host.endswith(API_PREFIX):
+        host = host[: -len(API_PREFIX)]
+    return host
+
+
+def _extra(conn: Any) -> dict[str, Any]:
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    # Accept both plain keys and the UI's historic ``extra__aireiter__<name>`` prefix.
+    result: dict[str, Any] = {}
+    for key, value in (extra or {}).items():
+        name = key.removeprefix(f"extra__{CONN_TYPE}__")
+        if value not in (None, ""):
+            result[name] = value
+    return result
+
+
+def settings_from_connection(conn: Any) -> ConnectionSettings:
+    """Read an Airflow connection (SDK or core model) into :class:`ConnectionSettings`."""
+    extra = _extra(conn)
+    api_key = (conn.password or "").strip()
+    if not api_key:
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has no API key. Put your AIReiter API key in its "
+            "password field (UI: 'API key'; env var: the password part of the URI or \"password\" in JSON)."
+        )
+    timeout_raw = extra.get("timeout", DEFAULT_TIMEOUT)
+    try:
+        timeout = float(timeout_raw)
+        if timeout <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has timeout={timeout_raw!r}; it must be a positive number of seconds."
+        ) from None
+    callback_base = str(extra["callback_base_url"]).rstrip("/") if extra.get("callback_base_url") else None
+    return ConnectionSettings(
+        conn_id=conn.conn_id,
+        base_url=_base_url(conn.host, conn.port),
+        api_key=api_key,
+        timeout=timeout,
+        callback_base_url=callback_base,
+        callback_secret=str(extra["callback_secret"]) if extra.get("callback_secret") else None,
+    )

@@ -1,0 +1,165 @@
+"""The error taxonomy of the provider.
+
+Every error raised by the hook, operators, sensor and trigger derives from :class:`AireiterError`,
+so a DAG author can catch one class. Each message says what happened and what to do next, and never
+contains the API key or a callback secret.
+
+Which class is raised is decided by a reason code (:class:`ErrorReason`), never by parsing message
+text, so the same class is raised whether the error happened on a worker or in the triggerer (where
+only the reason code travels inside the trigger event).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from airflow.exceptions import AirflowException
+
+
+class ErrorReason(str, Enum):
+    """Why a call to AIReiter failed; carried in trigger events to rebuild the right exception."""
+
+    AUTH = "auth"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    INVALID_REQUEST = "invalid_request"
+    TASK_NOT_FOUND = "task_not_found"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    BAD_RESPONSE = "bad_response"
+    TASK_FAILED = "task_failed"
+    TIMEOUT = "timeout"
+
+
+class AireiterError(AirflowException):
+    """Base class of every AIReiter provider error.
+
+    :param message: what happened and what to do next.
+    :param status_code: the service's ``statusCode`` (body) or HTTP status, when there was one.
+    :param out_task_id: the caller's task id the error concerns, when known.
+    """
+
+    reason: ErrorReason = ErrorReason.BAD_RESPONSE
+    #: whether retrying the same call later may succeed
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status_code: int | None = None, out_task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.out_task_id = out_task_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AireiterAuthError(AireiterError):
+    """The service rejected the API key (401)."""
+
+    reason = ErrorReason.AUTH
+
+
+class AireiterInsufficientCreditsError(AireiterError):
+    """The account has not enough credits for this task (service code 433)."""
+
+    reason = ErrorReason.INSUFFICIENT_CREDITS
+
+
+class AireiterInvalidRequestError(AireiterError, ValueError):
+    """The request is malformed or a parameter is not allowed (service code 400, or local validation)."""
+
+    reason = ErrorReason.INVALID_REQUEST
+
+
+class AireiterTaskNotFoundError(AireiterError):
+    """The service does not know this task id (``api task not found``)."""
+
+    reason = ErrorReason.TASK_NOT_FOUND
+
+
+class AireiterTransientError(AireiterError):
+    """A network failure or server error (5xx) that may go away if retried."""
+
+    reason = ErrorReason.TRANSIENT
+    retryable = True
+
+
+class AireiterRateLimitedError(AireiterTransientError):
+    """The service is busy or rate limiting (HTTP 429 or body code 429).
+
+    :param retry_after: seconds the service asked us to wait, when it said so.
+    """
+
+    reason = ErrorReason.RATE_LIMITED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        out_task_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, out_task_id=out_task_id)
+        self.retry_after = retry_after
+
+
+class AireiterResponseError(AireiterError):
+    """The service answered with something that is not its JSON envelope (an HTML page, bad JSON)."""
+
+    reason = ErrorReason.BAD_RESPONSE
+
+
+class AireiterTaskFailedError(AireiterError):
+    """The remote generation task ended in a failure status.
+
+    :param remote_error: the service's error text for the task.
+    :param task_id: the service's own id (``order_...``), when it gave one.
+    """
+
+    reason = ErrorReason.TASK_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        out_task_id: str | None = None,
+        task_id: str | None = None,
+        remote_error: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, out_task_id=out_task_id)
+        self.task_id = task_id
+        self.remote_error = remote_error
+
+
+class AireiterTimeoutError(AireiterError):
+    """Waiting for a task took longer than allowed; the remote task may still be running."""
+
+    reason = ErrorReason.TIMEOUT
+
+
+_BY_REASON: dict[ErrorReason, type[AireiterError]] = {
+    cls.reason: cls
+    for cls in (
+        AireiterAuthError,
+        AireiterInsufficientCreditsError,
+        AireiterInvalidRequestError,
+        AireiterTaskNotFoundError,
+        AireiterTransientError,
+        AireiterRateLimitedError,
+        AireiterResponseError,
+        AireiterTaskFailedError,
+        AireiterTimeoutError,
+    )
+}
+
+
+def error_for_reason(reason: str | None, message: str, *, out_task_id: str | None = None) -> AireiterError:
+    """Rebuild the exception for a reason code that crossed a process boundary (a trigger event)."""
+    try:
+        cls = _BY_REASON[ErrorReason(reason)]
+    except ValueError:
+        cls = AireiterError
+    if cls is AireiterTaskFailedError:
+        return AireiterTaskFailedError(message, out_task_id=out_task_id)
+    return cls(message, out_task_id=out_task_id)

@@ -1,0 +1,94 @@
+"""Provider metadata read by Airflow's providers manager (entry point ``apache_airflow_provider``).
+
+Kept free of imports beyond the version string: Airflow calls this in every process at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_aireiter import __version__
+
+PACKAGE_NAME = "airflow-provider-aireiter"
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider: its hook, connection form, operators, sensor, trigger and plugin."""
+    return {
+        "package-name": PACKAGE_NAME,
+        "name": "AIReiter",
+        "description": "Generate images and videos with [AIReiter](https://aireiter.com) from Airflow.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "AIReiter",
+                "external-doc-url": "https://docs.aireiter.com/en/overview",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "AIReiter",
+                "python-modules": ["airflow_provider_aireiter.hooks.aireiter"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "AIReiter",
+                "python-modules": ["airflow_provider_aireiter.operators.aireiter"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "AIReiter",
+                "python-modules": ["airflow_provider_aireiter.sensors.aireiter"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "AIReiter",
+                "python-modules": ["airflow_provider_aireiter.triggers.aireiter"],
+            }
+        ],
+        "extra-links": ["airflow_provider_aireiter.operators.links.AireiterOutputLink"],
+        "plugins": [
+            {
+                "name": "aireiter_callbacks",
+                "plugin-class": "airflow_provider_aireiter.plugins.callbacks.AireiterCallbackPlugin",
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "aireiter",
+                "hook-class-name": "airflow_provider_aireiter.hooks.aireiter.AireiterHook",
+                "hook-name": "AIReiter",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "Base URL", "password": "API key"},
+                    "placeholders": {
+                        "host": "https://aireiter.com",
+                        "password": "your AIReiter API key (Bearer token)",
+                    },
+                },
+                "conn-fields": {
+                    "timeout": {
+                        "label": "Request timeout (seconds)",
+                        "description": "Seconds to wait for one HTTP answer from AIReiter.",
+                        "schema": {"type": ["number", "null"], "default": 60, "minimum": 1},
+                    },
+                    "callback_base_url": {
+                        "label": "Public callback base URL",
+                        "description": "Where AIReiter can reach this Airflow's API server, e.g. "
+                        "https://airflow.example.com. When set (with a signing secret), tasks are "
+                        "woken by AIReiter's completion callback instead of frequent polling.",
+                        "schema": {"type": ["string", "null"], "format": "url"},
+                    },
+                    "callback_secret": {
+                        "label": "Callback signing secret",
+                        "description": "Signs the per-task token in callback URLs. Any long random string.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                },
+            }
+        ],
+    }

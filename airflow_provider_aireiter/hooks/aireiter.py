@@ -1,0 +1,495 @@
+"""``AireiterHook``: every HTTP call to AIReiter, sync (``requests``) and async (``httpx``), retries included."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_aireiter import __version__
+from airflow_provider_aireiter.connection import (
+    CONN_TYPE,
+    DEFAULT_CONN_ID,
+    ConnectionSettings,
+    settings_from_connection,
+)
+from airflow_provider_aireiter.envelope import (
+    decode_envelope,
+    error_for_http_status,
+    parse_query,
+    parse_submit,
+    preview,
+)
+from airflow_provider_aireiter.exceptions import (
+    AireiterAuthError,
+    AireiterError,
+    AireiterInvalidRequestError,
+    AireiterResponseError,
+    AireiterTaskFailedError,
+    AireiterTaskNotFoundError,
+    AireiterTimeoutError,
+    AireiterTransientError,
+)
+from airflow_provider_aireiter.models import StatusKind, SubmitResult, TaskInfo
+from airflow_provider_aireiter.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
+
+    from airflow_provider_aireiter.hooks.downloads import DownloadedFile
+
+T = TypeVar("T")
+
+USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider)"
+
+
+class AireiterHook(BaseHook):
+    """Talk to the AIReiter API through an ``aireiter`` connection.
+
+    One ``requests.Session`` per hook (connections are reused); the async path shares one
+    ``httpx.AsyncClient`` per event loop, so thousands of triggers use a small connection pool.
+
+    :param aireiter_conn_id: the ``aireiter`` connection (host = base URL, password = API key).
+    :param retry_policy: how transient failures are retried (5 tries with exponential backoff by default).
+    :param timeout: seconds per HTTP request; defaults to the connection's ``timeout`` extra (60).
+    """
+
+    conn_name_attr = "aireiter_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "AIReiter"
+
+    def __init__(
+        self,
+        aireiter_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.aireiter_conn_id = aireiter_conn_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._timeout = timeout
+        self._settings: ConnectionSettings | None = None
+        self._session: requests.Session | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(aireiter_conn_id={self.aireiter_conn_id!r})"
+
+    # ---------------------------------------------------------------- connection
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """The connection's settings, read once per hook."""
+        if self._settings is None:
+            self._settings = settings_from_connection(self.get_connection(self.aireiter_conn_id))
+        return self._settings
+
+    async def aget_settings(self) -> ConnectionSettings:
+        """The connection's settings, read with Airflow's async connection access."""
+        if self._settings is None:
+            conn = await self.aget_connection(self.aireiter_conn_id)
+            self._settings = settings_from_connection(conn)
+        return self._settings
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout if self._timeout is not None else self.settings.timeout
+
+    def _headers(self, settings: ConnectionSettings) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {settings.api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+
+    def get_conn(self) -> requests.Session:
+        """The hook's ``requests.Session``, created on first use with the auth headers set."""
+        if self._session is None:
+            import requests
+
+            session = requests.Session()
+            session.headers.update(self._headers(self.settings))
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the HTTP session (the hook opens a new one if used again)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # ---------------------------------------------------------------- sync transport
+
+    def _post_once(self, path: str, body: dict[str, Any], *, what: str, out_task_id: str | None) -> dict[str, Any]:
+        """One POST; every failure becomes an :class:`AireiterError` (never a raw ``requests`` error)."""
+        import requests
+
+        url = self.settings.api_url + path
+        self.log.debug("AIReiter POST %s", path)
+        try:
+            response = self.get_conn().post(url, json=body, timeout=self.timeout)
+        except requests.exceptions.ConnectTimeout:
+            raise _network_error(what, "timed out connecting", sent=False, out_task_id=out_task_id) from None
+        except requests.exceptions.ReadTimeout:
+            raise _network_error(what, "timed out waiting for the answer", sent=True, out_task_id=out_task_id) from None
+        except requests.exceptions.ConnectionError as exc:
+            sent = not _is_connect_failure(exc)
+            detail = "connection was reset or closed" if sent else "could not connect"
+            raise _network_error(what, detail, sent=sent, out_task_id=out_task_id) from None
+        except requests.exceptions.RequestException as exc:
+            raise _network_error(what, type(exc).__name__, sent=True, out_task_id=out_task_id) from None
+        return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
+
+    def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
+        self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
+        error = error_for_http_status(status, headers.get("Retry-After"), what=what, out_task_id=out_task_id)
+        if error is not None:
+            if isinstance(error, AireiterAuthError | AireiterTransientError):
+                raise error
+            # Any other status: the body may still be the service's envelope (it says more).
+            try:
+                decode_envelope(content, headers.get("Content-Type"), what=what)
+            except AireiterResponseError:
+                raise error from None
+        payload = decode_envelope(content, headers.get("Content-Type"), what=what)
+        return payload
+
+    def _retrying(self, call: Callable[[], T], *, what: str, before_retry: Callable[[], T | None] | None = None) -> T:
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except AireiterError as error:
+                if not self.retry_policy.should_retry(error, attempt):
+                    raise
+                delay = self.retry_policy.delay(error, attempt)
+                self.log.warning(
+                    "%s failed (%s); retry %d of %d in %.1fs",
+                    what,
+                    error.message,
+                    attempt,
+                    self.retry_policy.max_attempts - 1,
+                    delay,
+                )
+                time.sleep(delay)
+                attempt += 1
+                if before_retry is not None:
+                    settled = before_retry()
+                    if settled is not None:
+                        return settled
+
+    # ---------------------------------------------------------------- public sync API
+
+    def submit(
+        self,
+        model: str,
+        params: dict[str, Any],
+        out_task_id: str,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> SubmitResult:
+        """Create a generation task. One call never creates two remote tasks.
+
+        A retry after an unknown outcome (timeout, reset, 5xx: the service may have created the
+        task) first queries ``out_task_id`` and re-sends only if the service does not know it.
+
+        :param model: the model id, with its channel suffix if any (``veo3_1_plus``).
+        :param params: the model's params, sent as given.
+        :param out_task_id: your id for the task (``[A-Za-z0-9_-]``, at most 64 characters).
+        :param callback_url: where AIReiter POSTs when the task finishes.
+        :param metadata: returned unchanged in query results.
+        """
+        body: dict[str, Any] = {"model": model, "params": params, "out_task_id": out_task_id}
+        if callback_url:
+            body["callback_url"] = callback_url
+        if metadata:
+            body["metadata"] = metadata
+        what = f"the submit of {out_task_id!r}"
+
+        def send() -> SubmitResult:
+            payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
+            return parse_submit(payload, out_task_id=out_task_id)
+
+        def reattach_if_known() -> SubmitResult | None:
+            try:
+                existing = self.find_task(out_task_id)
+            except AireiterTransientError:
+                return None  # cannot tell yet; the next try of the loop will ask again
+            if existing is None:
+                return None
+            self.log.warning(
+                "The earlier submit of %s did reach AIReiter (status %s); not sending it again.",
+                out_task_id,
+                existing.status,
+            )
+            return SubmitResult(
+                out_task_id=out_task_id,
+                task_id=existing.task_id,
+                status=existing.status,
+                created_at=existing.created_at,
+                reattached=True,
+            )
+
+        return self._retrying(send, what=what, before_retry=reattach_if_known)
+
+    def query(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
+        """The task's current state. Raises :class:`AireiterTaskNotFoundError` for an unknown id."""
+        body = _query_body(out_task_id, task_id)
+        what = f"the query of {out_task_id or task_id!r}"
+
+        def send() -> TaskInfo:
+            payload = self._post_once("/query", body, what=what, out_task_id=out_task_id)
+            return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+
+        return self._retrying(send, what=what)
+
+    def find_task(self, out_task_id: str) -> TaskInfo | None:
+        """The task's state, or ``None`` when the service answers "api task not found"."""
+        try:
+            return self.query(out_task_id=out_task_id)
+        except AireiterTaskNotFoundError:
+            return None
+
+    def wait_for_task(
+        self,
+        out_task_id: str,
+        poll_interval: float = 10.0,
+        timeout: float = 1800.0,
+        *,
+        raise_on_failure: bool = True,
+        deadline: float | None = None,
+    ) -> TaskInfo:
+        """Poll until the task finishes; log each status change with the elapsed time.
+
+        :param timeout: seconds to wait from now (ignored when ``deadline`` is given).
+        :param deadline: absolute wall-clock time (epoch seconds) to give up at.
+        :param raise_on_failure: raise :class:`AireiterTaskFailedError` when the task failed.
+        :raises AireiterTimeoutError: when the task is still running at the deadline.
+        """
+        started = time.time()
+        deadline = deadline if deadline is not None else started + timeout
+        watcher = StatusWatcher(self.log, out_task_id, started)
+        while True:
+            info = self.find_task(out_task_id)
+            watcher.observe(info)
+            if info is not None and info.is_terminal:
+                if raise_on_failure:
+                    raise_if_failed(info)
+                return info
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise timeout_error(out_task_id, time.time() - started, info)
+            time.sleep(min(poll_interval, remaining))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the URL and the key without spending credits (used by the UI's Test button).
+
+        Queries an id that cannot exist: "api task not found" proves both the address and the key.
+        """
+        try:
+            settings = self.settings
+            self.retry_policy = RetryPolicy(max_attempts=1)
+            self.query(out_task_id="airflow-connection-test")
+        except AireiterTaskNotFoundError:
+            return True, f"Connected to AIReiter at {settings.base_url}; the API key was accepted."
+        except AireiterAuthError:
+            return False, "AIReiter is reachable but rejected the API key: check the connection's API key."
+        except AireiterTransientError as exc:
+            return False, f"Cannot reach AIReiter: {exc.message}"
+        except AireiterError as exc:
+            return False, exc.message
+        return True, f"Connected to AIReiter at {settings.base_url}."
+
+    def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
+        """Stream one output to ``directory/<stem><ext>``, unless a complete copy is already there.
+
+        See :mod:`airflow_provider_aireiter.hooks.downloads`. ``directory`` is an ``ObjectStoragePath``.
+        """
+        from airflow_provider_aireiter.hooks.downloads import (
+            check_output_url,
+            existing_output,
+            stream_to_path,
+        )
+
+        check_output_url(url)
+        done = existing_output(directory, stem, url)
+        if done is not None:
+            self.log.info("%s is already complete from an earlier try; not downloading again.", done.path)
+            return done
+        return self._retrying(
+            lambda: stream_to_path(
+                url, directory, stem, timeout=self.timeout, user_agent=USER_AGENT, chunk_size=chunk_size
+            ),
+            what=f"the download of {url.split('?')[0]}",
+        )
+
+    # ---------------------------------------------------------------- async API (triggers)
+
+    async def aquery(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
+        """Async :meth:`query` for triggers: ``httpx`` and Airflow's async connection access."""
+        body = _query_body(out_task_id, task_id)
+        what = f"the query of {out_task_id or task_id!r}"
+        settings = await self.aget_settings()
+        attempt = 1
+        while True:
+            try:
+                payload = await self._apost_once(settings, "/query", body, what=what, out_task_id=out_task_id)
+                return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+            except AireiterError as error:
+                if not self.retry_policy.should_retry(error, attempt):
+                    raise
+                delay = self.retry_policy.delay(error, attempt)
+                self.log.warning("%s failed (%s); retrying in %.1fs", what, error.message, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def afind_task(self, out_task_id: str) -> TaskInfo | None:
+        """Async :meth:`find_task`."""
+        try:
+            return await self.aquery(out_task_id=out_task_id)
+        except AireiterTaskNotFoundError:
+            return None
+
+    async def _apost_once(
+        self,
+        settings: ConnectionSettings,
+        path: str,
+        body: dict[str, Any],
+        *,
+        what: str,
+        out_task_id: str | None,
+    ) -> dict[str, Any]:
+        import httpx
+
+        client = _shared_async_client()
+        timeout = self._timeout if self._timeout is not None else settings.timeout
+        try:
+            response = await client.post(
+                settings.api_url + path, json=body, headers=self._headers(settings), timeout=timeout
+            )
+        except httpx.ConnectError:
+            raise _network_error(what, "could not connect", sent=False, out_task_id=out_task_id) from None
+        except httpx.TimeoutException:
+            raise _network_error(what, "timed out", sent=True, out_task_id=out_task_id) from None
+        except httpx.HTTPError as exc:
+            raise _network_error(what, type(exc).__name__, sent=True, out_task_id=out_task_id) from None
+        return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
+
+
+# -------------------------------------------------------------------- helpers
+
+
+_ASYNC_CLIENTS: dict[int, httpx.AsyncClient] = {}
+
+
+def _shared_async_client() -> httpx.AsyncClient:
+    """One pooled client per running event loop (a triggerer runs all its triggers in one loop)."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    key = id(loop)
+    client = _ASYNC_CLIENTS.get(key)
+    if client is None or client.is_closed:
+        for stale in [k for k in _ASYNC_CLIENTS if k != key]:
+            _ASYNC_CLIENTS.pop(stale, None)
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            follow_redirects=False,
+        )
+        _ASYNC_CLIENTS[key] = client
+    return client
+
+
+def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:
+    if not out_task_id and not task_id:
+        raise AireiterInvalidRequestError("query needs out_task_id or task_id; both were empty.")
+    return {"out_task_id": out_task_id} if out_task_id else {"task_id": str(task_id)}
+
+
+def _is_connect_failure(exc: Exception) -> bool:
+    """Whether a ``requests`` connection error happened before the request was sent."""
+    import urllib3.exceptions
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+            return True
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            current = reason
+            continue
+        args = getattr(current, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        current = nested or current.__cause__ or current.__context__
+    return False
+
+
+def _network_error(what: str, detail: str, *, sent: bool, out_task_id: str | None) -> AireiterTransientError:
+    error = AireiterTransientError(
+        f"Network problem on {what}: {detail}. Check that the AIReiter base URL is reachable from this "
+        "machine; the call is retried where safe.",
+        out_task_id=out_task_id,
+    )
+    error.request_maybe_sent = sent  # type: ignore[attr-defined]
+    return error
+
+
+def raise_if_failed(info: TaskInfo) -> None:
+    """Raise :class:`AireiterTaskFailedError` when ``info`` is a failed task."""
+    if info.kind is StatusKind.FAILURE:
+        reason = info.error or "no error text given"
+        raise AireiterTaskFailedError(
+            f"AIReiter task {info.out_task_id!r} ended with status {info.status!r}: {reason}. "
+            "Check the prompt and params (content review rejects some prompts); clearing the task "
+            "submits a new attempt.",
+            out_task_id=info.out_task_id,
+            task_id=info.task_id,
+            remote_error=info.error,
+        )
+
+
+def timeout_error(out_task_id: str, waited: float, info: TaskInfo | None) -> AireiterTimeoutError:
+    """The error for a wait that ran out of time; it names the id to resume with."""
+    last = info.status if info is not None else "not yet visible"
+    return AireiterTimeoutError(
+        f"Gave up waiting for AIReiter task {out_task_id!r} after {waited:.0f}s (last status: {last}). "
+        f"The remote task may still finish: resume with AireiterTaskSensor(out_task_id={out_task_id!r}) "
+        "or clear this task (it reattaches instead of paying again).",
+        out_task_id=out_task_id,
+    )
+
+
+class StatusWatcher:
+    """Logs a waiter's progress: one line per status change, one warning per unknown status."""
+
+    def __init__(self, log: Any, out_task_id: str, started: float) -> None:
+        self.log = log
+        self.out_task_id = out_task_id
+        self.started = started
+        self.last: str | None = None
+        self.warned: set[str] = set()
+
+    def observe(self, info: TaskInfo | None) -> None:
+        status = info.status if info is not None else "<not found>"
+        if status == self.last:
+            return
+        self.last = status
+        elapsed = time.time() - self.started
+        if info is None:
+            self.log.info("AIReiter task %s is not visible yet (%.0fs); still waiting.", self.out_task_id, elapsed)
+            return
+        self.log.info("AIReiter task %s is %s (%.0fs elapsed)", self.out_task_id, status, elapsed)
+        if info.kind is StatusKind.UNKNOWN and status not in self.warned:
+            self.warned.add(status)
+            self.log.warning(
+                "AIReiter reported an unknown status %r for %s; treating it as still running.",
+                status,
+                self.out_task_id,
+            )

@@ -1,0 +1,130 @@
+"""Streaming one generated file to local or object storage.
+
+The file is written under a temporary name in the destination folder and moved into place only once
+its byte count matches ``Content-Length``: no partial file is ever visible under the final name, so a
+file that exists under its final name is complete and a retry does not fetch it again.
+No ``Authorization`` header is sent: output URLs live on a CDN, and the API key must not leave for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_aireiter.exceptions import (
+    AireiterInvalidRequestError,
+    AireiterResponseError,
+    AireiterTransientError,
+)
+
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpeg",
+    "image/jpg": ".jpeg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+}
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """Where one output went: ``path`` as a URI-like string, its content type and size in bytes."""
+
+    url: str
+    path: str
+    content_type: str | None
+    size: int
+    reused: bool = False
+
+
+def extension_for(content_type: str | None, url: str) -> str:
+    """The file extension for a content type, else the URL's own suffix, else ``.bin``."""
+    if content_type:
+        base = content_type.split(";")[0].strip().lower()
+        if base in _EXTENSIONS:
+            return _EXTENSIONS[base]
+        guessed = mimetypes.guess_extension(base)
+        if guessed:
+            return guessed
+    suffix = posixpath.splitext(urlsplit(url).path)[1].lower()
+    return suffix if 1 < len(suffix) <= 6 else ".bin"
+
+
+def check_output_url(url: str) -> None:
+    """Only http(s) output URLs are fetched (never ``file://`` or anything else)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise AireiterInvalidRequestError(
+            f"Refusing to download output URL with scheme {scheme!r}: only http and https URLs are fetched."
+        )
+
+
+def existing_output(directory: Any, stem: str, url: str) -> DownloadedFile | None:
+    """A complete file from an earlier try (same stem, extension from the URL), if there is one."""
+    candidate = directory / (stem + extension_for(None, url))
+    if candidate.exists():
+        size = candidate.stat().st_size
+        content_type = mimetypes.guess_type(candidate.name)[0]
+        return DownloadedFile(url=url, path=str(candidate), content_type=content_type, size=size, reused=True)
+    return None
+
+
+def stream_to_path(
+    url: str, directory: Any, stem: str, *, timeout: float, user_agent: str, chunk_size: int = 1024 * 1024
+) -> DownloadedFile:
+    """GET ``url`` and stream it to ``directory/<stem><ext>`` (``directory``: an ``ObjectStoragePath``)."""
+    import requests
+
+    check_output_url(url)
+    what = f"the download of {url.split('?')[0]}"
+    try:
+        response = requests.get(url, stream=True, timeout=timeout, headers={"User-Agent": user_agent})
+    except requests.exceptions.RequestException as exc:
+        raise AireiterTransientError(f"Network problem on {what}: {type(exc).__name__}; it is retried.") from None
+    with response:
+        if response.status_code >= 500 or response.status_code == 429:
+            raise AireiterTransientError(f"HTTP {response.status_code} on {what}; it is retried.")
+        if response.status_code != 200:
+            raise AireiterResponseError(
+                f"HTTP {response.status_code} on {what}. The output URL may have expired: download "
+                "outputs promptly after completion."
+            )
+        content_type = response.headers.get("Content-Type")
+        expected = response.headers.get("Content-Length")
+        final = directory / (stem + extension_for(content_type, url))
+        partial = directory / f".{stem}.{uuid.uuid4().hex[:8]}.part"
+        directory.mkdir(parents=True, exist_ok=True)
+        written = 0
+        try:
+            with partial.open("wb") as sink:
+                for chunk in response.iter_content(chunk_size=chunk_size):
+                    sink.write(chunk)
+                    written += len(chunk)
+        except requests.exceptions.RequestException as exc:
+            _remove_quietly(partial)
+            raise AireiterTransientError(
+                f"The connection broke during {what} after {written} bytes ({type(exc).__name__}); it is retried."
+            ) from None
+        except BaseException:
+            _remove_quietly(partial)
+            raise
+        if expected is not None and expected.isdigit() and int(expected) != written:
+            _remove_quietly(partial)
+            raise AireiterTransientError(
+                f"{what.capitalize()} was cut short: {written} of {expected} bytes; it is retried."
+            )
+        partial.rename(final)
+    return DownloadedFile(url=url, path=str(final), content_type=content_type, size=written)
+
+
+def _remove_quietly(path: Any) -> None:
+    with contextlib.suppress(Exception):  # best-effort clean-up of a temporary file
+        path.unlink()

@@ -1,0 +1,125 @@
+"""``AireiterTaskTrigger``: waits for an AIReiter task in the triggerer, without holding a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
+from airflow_provider_aireiter.exceptions import AireiterError, ErrorReason
+
+#: the statuses a trigger event can carry
+EVENT_STATUSES = ("success", "failed", "timeout", "error")
+
+
+class AireiterTaskTrigger(BaseTrigger):
+    """Poll one AIReiter task until it finishes, then yield exactly one event.
+
+    The trigger only reads (a triggerer restart may run it twice): the submit happened on the worker.
+    Its deadline is absolute wall-clock time, so a restart does not restart the clock.
+
+    Event: ``{"status": "success" | "failed" | "timeout" | "error", "out_task_id": ..., "task": <task info
+    as plain JSON, or None>, "message": ..., "reason": <ErrorReason for "error">}``.
+
+    :param out_task_id: the task to wait for.
+    :param deadline: epoch seconds at which to give up with a ``timeout`` event.
+    :param aireiter_conn_id: the ``aireiter`` connection.
+    :param poll_interval: seconds between queries.
+    :param max_consecutive_errors: transient query failures in a row before an ``error`` event.
+    """
+
+    def __init__(
+        self,
+        out_task_id: str,
+        deadline: float,
+        aireiter_conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 10.0,
+        max_consecutive_errors: int = 5,
+    ) -> None:
+        super().__init__()
+        self.out_task_id = out_task_id
+        self.deadline = float(deadline)
+        self.aireiter_conn_id = aireiter_conn_id
+        self.poll_interval = float(poll_interval)
+        self.max_consecutive_errors = int(max_consecutive_errors)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "out_task_id": self.out_task_id,
+                "deadline": self.deadline,
+                "aireiter_conn_id": self.aireiter_conn_id,
+                "poll_interval": self.poll_interval,
+                "max_consecutive_errors": self.max_consecutive_errors,
+            },
+        )
+
+    def _event(self, status: str, message: str, task: Any = None, reason: str | None = None) -> TriggerEvent:
+        payload: dict[str, Any] = {
+            "status": status,
+            "out_task_id": self.out_task_id,
+            "task": task.model_dump(mode="json") if task is not None else None,
+            "message": message,
+        }
+        if reason is not None:
+            payload["reason"] = reason
+        return TriggerEvent(payload)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_aireiter.hooks.aireiter import AireiterHook, StatusWatcher
+        from airflow_provider_aireiter.retry import RetryPolicy
+
+        # Retries are counted here (consecutive failures across polls), not inside each query.
+        policy = RetryPolicy(max_attempts=self.max_consecutive_errors)
+        hook = AireiterHook(self.aireiter_conn_id, retry_policy=RetryPolicy(max_attempts=1))
+        watcher = StatusWatcher(self.log, self.out_task_id, time.time())
+        failures = 0
+        info = None
+        while True:
+            wait = self.poll_interval
+            try:
+                info = await hook.afind_task(self.out_task_id)
+            except AireiterError as error:
+                failures += 1
+                if not error.retryable or failures >= self.max_consecutive_errors:
+                    yield self._event(
+                        "error",
+                        f"Stopped waiting for {self.out_task_id!r} after {failures} failed "
+                        f"quer{'y' if failures == 1 else 'ies'}: {error.message}",
+                        info,
+                        reason=error.reason.value,
+                    )
+                    return
+                wait = min(self.poll_interval, policy.delay(error, failures)) * random.uniform(0.8, 1.0)
+                self.log.warning("Query of %s failed (%s); retrying in %.1fs", self.out_task_id, error.message, wait)
+            else:
+                failures = 0
+                watcher.observe(info)
+                if info is not None and info.is_terminal:
+                    status = "success" if info.kind.value == "success" else "failed"
+                    yield self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
+                    return
+            remaining = self.deadline - time.time()
+            if remaining <= 0:
+                last = info.status if info is not None else "not yet visible"
+                yield self._event(
+                    "timeout",
+                    f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}.",
+                    info,
+                    reason=ErrorReason.TIMEOUT.value,
+                )
+                return
+            await asyncio.sleep(min(wait, remaining))
+
+    async def on_kill(self) -> None:
+        self.log.warning(
+            "The Airflow task was killed, but AIReiter has no cancel endpoint: remote task %s keeps running "
+            "(and is charged if it completes).",
+            self.out_task_id,
+        )
