@@ -63,6 +63,23 @@ def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
     }
 
 
+#: event status sent by the callback receiver: "the task may be done, ask the service"
+CALLBACK_EVENT_STATUS = "callback"
+
+
+def resolve_event(hook: AireiterHook, event: Any, out_task_id: str | None) -> TaskInfo | None:
+    """The finished task an event stands for; ``None`` when a callback woke us but the task still runs.
+
+    A callback's body is never trusted: after one, the truth comes from the query endpoint.
+    """
+    if isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS and out_task_id:
+        info = hook.find_task(out_task_id)
+        if info is not None and info.is_terminal:
+            return info
+        return None
+    return task_from_event(event, out_task_id)
+
+
 def task_from_event(event: Any, out_task_id: str | None) -> TaskInfo:
     """Turn a trigger event into a finished task, or raise the error it stands for."""
     if not isinstance(event, dict) or event.get("status") not in ("success", "failed", "timeout", "error"):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from airflow_provider_aireiter.completion import finish, submitted_dict, task_from_event
+from airflow_provider_aireiter.completion import finish, resolve_event, submitted_dict
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 from airflow_provider_aireiter.models import StatusKind, SubmitResult, TaskInfo
@@ -244,16 +244,28 @@ class AireiterGenerateOperator(BaseOperator):
                 poll_interval=interval,
             ),
             method_name="execute_complete",
-            kwargs={"out_task_id": out_task_id},
+            kwargs={"out_task_id": out_task_id, "deadline": deadline},
             timeout=None,
         )
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, out_task_id: str | None = None
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        out_task_id: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        """Resume after the trigger fired: the same checks, downloads and result as the sync path."""
+        """Resume after the trigger fired: the same checks, downloads and result as the sync path.
+
+        Woken by a completion callback, it asks the service; a task still running is deferred again
+        with the same deadline.
+        """
         hook = self._hook()
-        info = task_from_event(event, out_task_id)
+        info = resolve_event(hook, event, out_task_id)
+        if info is None:
+            assert out_task_id is not None
+            self.log.info("Woken by a callback, but AIReiter task %s is still running; waiting again.", out_task_id)
+            self._defer_wait(out_task_id, deadline or time.time(), self._effective_poll_interval(hook))
         return self._finish(hook, info, context)
 
     def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 
-from airflow_provider_aireiter.completion import finish, task_from_event
+from airflow_provider_aireiter.completion import finish, resolve_event
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
 from airflow_provider_aireiter.models import StatusKind, TaskInfo
@@ -77,6 +77,9 @@ class AireiterTaskSensor(BaseSensorOperator):
         if info is not None and info.is_terminal:
             return self._finish(hook, info, context)
         self._log_missing(info)
+        self._defer_wait(hook, time.time() + float(self.timeout))
+
+    def _defer_wait(self, hook: AireiterHook, deadline: float) -> None:
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
         interval = float(self.poke_interval)
@@ -85,11 +88,12 @@ class AireiterTaskSensor(BaseSensorOperator):
         self.defer(
             trigger=AireiterTaskTrigger(
                 out_task_id=self.out_task_id,
-                deadline=time.time() + float(self.timeout),
+                deadline=deadline,
                 aireiter_conn_id=self.aireiter_conn_id,
                 poll_interval=interval,
             ),
             method_name="execute_complete",
+            kwargs={"deadline": deadline},
             timeout=None,
         )
 
@@ -103,14 +107,23 @@ class AireiterTaskSensor(BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(hook, info, context))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger fired."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Resume after the trigger fired (or a callback woke the task: then the service is asked)."""
+        hook = self._hook()
         try:
-            info = task_from_event(event, self.out_task_id)
+            info = resolve_event(hook, event, self.out_task_id)
         except AireiterTaskFailedError:
             self._skip_if_soft_fail()
             raise
-        return self._finish(self._hook(), info, context)
+        if info is None:
+            self.log.info(
+                "Woken by a callback, but AIReiter task %s is still running; waiting again.", self.out_task_id
+            )
+            self._defer_wait(hook, deadline or time.time())
+        assert info is not None
+        return self._finish(hook, info, context)
 
     def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
         if info.kind is StatusKind.FAILURE:

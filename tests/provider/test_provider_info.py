@@ -1,0 +1,112 @@
+"""Provider metadata, the connection type and both env-var connection forms."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
+from urllib.parse import quote
+
+import jsonschema
+import pytest
+
+import airflow
+from airflow_provider_aireiter.get_provider_info import get_provider_info
+from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+from tests.conftest import conn_json
+from tests.scripted_server import Answer, ScriptedServer
+
+
+def test_provider_info_validates_against_airflows_schema() -> None:
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    assert info["package-name"] == distribution("airflow-provider-aireiter").metadata["Name"]
+
+
+def test_connection_form_is_declarative() -> None:
+    (conn_type,) = get_provider_info()["connection-types"]
+    behaviour = conn_type["ui-field-behaviour"]
+    assert conn_type["connection-type"] == "aireiter"
+    assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
+    assert behaviour["relabeling"]["password"] == "API key"
+    assert behaviour["placeholders"]["host"] == "https://aireiter.com"
+    fields = conn_type["conn-fields"]
+    assert fields["callback_secret"]["schema"]["format"] == "password"
+    assert {"timeout", "callback_base_url", "callback_secret"} <= set(fields)
+    # The deprecated widget methods are not defined on the hook.
+    assert "get_connection_form_widgets" not in AireiterHook.__dict__
+    assert "get_ui_field_behaviour" not in AireiterHook.__dict__
+
+
+def test_entry_points_registered() -> None:
+    providers = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_aireiter")
+    ]
+    assert providers and providers[0].load()() == get_provider_info()
+    assert any(ep.name == "aireiter_callbacks" for ep in entry_points(group="airflow.plugins"))
+
+
+def test_callback_secret_name_is_masked_by_airflow() -> None:
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    assert should_hide_value_for_key("callback_secret")
+
+
+def test_airflow_cli_lists_provider_and_connection_type() -> None:
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    providers = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "list"], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert "airflow-provider-aireiter" in providers.stdout, providers.stderr[-2000:]
+    hooks = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "hooks"], capture_output=True, text=True, env=env, timeout=180
+    )
+    line = next((ln for ln in hooks.stdout.splitlines() if ln.startswith("aireiter ")), "")
+    assert "AireiterHook" in line, hooks.stdout[-2000:]
+
+
+@pytest.mark.parametrize("form", ["json", "uri"])
+def test_env_var_connection_forms(form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if form == "json":
+        value = conn_json("http://127.0.0.1:8765", "k-123456", timeout=7, callback_base_url="https://af.example/")
+    else:
+        value = f"aireiter://:k-123456@{quote('http://127.0.0.1:8765', safe='')}?timeout=7&callback_base_url=" + quote(
+            "https://af.example/", safe=""
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", value)
+    settings = AireiterHook().settings
+    assert settings.base_url == "http://127.0.0.1:8765"
+    assert settings.api_url == "http://127.0.0.1:8765/api/openapi"
+    assert settings.api_key == "k-123456"
+    assert settings.timeout == 7
+    assert settings.callback_base_url == "https://af.example"
+    assert "k-123456" not in repr(settings)
+
+
+def test_empty_host_defaults_to_the_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", json.dumps({"conn_type": "aireiter", "password": "k-1"}))
+    assert AireiterHook().settings.base_url == "https://aireiter.com"
+
+
+def test_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", json.dumps({"conn_type": "aireiter", "host": "x.example"}))
+    with pytest.raises(ValueError, match="no API key"):
+        AireiterHook().settings  # noqa: B018
+
+
+def test_test_connection_good_key_wrong_key_and_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedServer() as server:
+        monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(server.base_url))
+        ok, message = AireiterHook().test_connection()
+        assert ok, message
+        server.default = Answer(401, {"ok": True, "statusCode": 401, "message": "unauthorized"})
+        ok, message = AireiterHook().test_connection()
+        assert not ok and "API key" in message
+        closed_port = server.httpd.server_address[1]
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(f"http://127.0.0.1:{closed_port}"))
+    ok, message = AireiterHook().test_connection()
+    assert not ok and "reach" in message
