@@ -63,7 +63,7 @@ def error_for_http_status(
         return AireiterAuthError(
             f"AIReiter rejected the API key (HTTP {http_status}) on {what}. Check the password field "
             "of the AIReiter connection: it must hold a valid API key from the AIReiter console.",
-            status_code=http_status,
+            service_code=http_status,
             out_task_id=out_task_id,
         )
     if http_status == 429:
@@ -72,7 +72,7 @@ def error_for_http_status(
             f"AIReiter is rate limiting requests (HTTP 429) on {what}"
             + (f"; it asked to wait {wait:g}s" if wait is not None else "")
             + ". Retry later or lower the number of concurrent tasks (pool or max_active_tis).",
-            status_code=429,
+            service_code=429,
             out_task_id=out_task_id,
             retry_after=wait,
         )
@@ -80,7 +80,7 @@ def error_for_http_status(
         return AireiterTransientError(
             f"AIReiter answered HTTP {http_status} (server error) on {what}. This is usually "
             "temporary; the call was retried where safe. Retry the task later.",
-            status_code=http_status,
+            service_code=http_status,
             out_task_id=out_task_id,
         )
     if 200 < http_status < 300:
@@ -88,7 +88,7 @@ def error_for_http_status(
     return AireiterResponseError(
         f"AIReiter answered an unexpected HTTP {http_status} on {what}. Check the connection's "
         "base URL (it should be the service root, e.g. https://aireiter.com).",
-        status_code=http_status,
+        service_code=http_status,
         out_task_id=out_task_id,
     )
 
@@ -142,45 +142,45 @@ def raise_for_business_error(payload: dict[str, Any], *, what: str, out_task_id:
         raise AireiterAuthError(
             f"AIReiter rejected the API key on {what} (code {code}{said}). Check the password field "
             "of the AIReiter connection.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     if code == 433:
         raise AireiterInsufficientCreditsError(
             f"AIReiter says the account has not enough credits for {what} (code 433{said}). "
             "Top up credits in the AIReiter console, then clear the task to run it again.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     if code == 429:
         raise AireiterRateLimitedError(
             f"AIReiter is busy (code 429{said}) on {what}. Retry later.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     if code == 400 and any(marker in message.lower() for marker in _NOT_FOUND_MARKERS):
         raise AireiterTaskNotFoundError(
             f"AIReiter does not know the task {out_task_id!r} ({message!r}). Check the out_task_id; "
             "a task just submitted may take a moment to appear.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     if code == 400 or code == 404 or code == 422:
         raise AireiterInvalidRequestError(
             f"AIReiter rejected {what} as invalid (code {code}{said}). Check the model name and its "
             "params against the model's documentation.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     if code >= 500:
         raise AireiterTransientError(
             f"AIReiter reported a server error on {what} (code {code}{said}). Retry later.",
-            status_code=code,
+            service_code=code,
             out_task_id=out_task_id,
         )
     raise AireiterInvalidRequestError(
         f"AIReiter refused {what} (code {code}{said}).",
-        status_code=code,
+        service_code=code,
         out_task_id=out_task_id,
     )
 

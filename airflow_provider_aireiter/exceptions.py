@@ -34,7 +34,7 @@ class AireiterError(AirflowException):
     """Base class of every AIReiter provider error.
 
     :param message: what happened and what to do next.
-    :param status_code: the service's ``statusCode`` (body) or HTTP status, when there was one.
+    :param service_code: the service's ``statusCode`` (body) or HTTP status, when there was one.
     :param out_task_id: the caller's task id the error concerns, when known.
     """
 
@@ -42,10 +42,10 @@ class AireiterError(AirflowException):
     #: whether retrying the same call later may succeed
     retryable: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None, out_task_id: str | None = None) -> None:
+    def __init__(self, message: str, *, service_code: int | None = None, out_task_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.status_code = status_code
+        self.service_code = service_code
         self.out_task_id = out_task_id
 
     def __str__(self) -> str:
@@ -95,11 +95,11 @@ class AireiterRateLimitedError(AireiterTransientError):
         self,
         message: str,
         *,
-        status_code: int | None = None,
+        service_code: int | None = None,
         out_task_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, out_task_id=out_task_id)
+        super().__init__(message, service_code=service_code, out_task_id=out_task_id)
         self.retry_after = retry_after
 
 
@@ -125,9 +125,9 @@ class AireiterTaskFailedError(AireiterError):
         out_task_id: str | None = None,
         task_id: str | None = None,
         remote_error: str | None = None,
-        status_code: int | None = None,
+        service_code: int | None = None,
     ) -> None:
-        super().__init__(message, status_code=status_code, out_task_id=out_task_id)
+        super().__init__(message, service_code=service_code, out_task_id=out_task_id)
         self.task_id = task_id
         self.remote_error = remote_error
 

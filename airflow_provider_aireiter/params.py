@@ -162,6 +162,6 @@ def validate_params(model: str, params: Any, *, field_prefix: str = "model_param
     try:
         rules.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(_describe(e, field_prefix) for e in exc.errors(include_url=False))
+        problems = "; ".join(_describe(dict(e), field_prefix) for e in exc.errors(include_url=False))
         raise AireiterInvalidRequestError(f"Invalid params for {model}: {problems}.") from None
     return dict(params)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 
-import pytest
+# Airflow reads its configuration when first imported: give the whole run its own AIRFLOW_HOME
+# (an SQLite metadata DB for dag.test()) before anything imports airflow.
+_HOME = tempfile.mkdtemp(prefix="aireiter-tests-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
 
-from airflow_provider_aireiter.retry import RetryPolicy
-from tests.scripted_server import ScriptedServer
+import pytest  # noqa: E402
+
+from airflow_provider_aireiter.retry import RetryPolicy  # noqa: E402
+from tests.scripted_server import ScriptedServer  # noqa: E402
 
 API_KEY = "test-key-0123456789"
 
@@ -26,3 +37,33 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
     with ScriptedServer() as server:
         monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(server.base_url, timeout=5))
         yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata DB in this run's AIRFLOW_HOME (what ``dag.test()`` needs)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _HOME
+
+
+DAGS_FOLDER = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+
+
+def load_dag_file(source: str, name: str, dag_id: str) -> object:
+    """Write a DAG file into this run's DAGs folder and import it (``dag.test()`` needs the DAG in a bundle)."""
+    import importlib.util
+
+    os.makedirs(DAGS_FOLDER, exist_ok=True)
+    path = os.path.join(DAGS_FOLDER, f"{name}.py")
+    with open(path, "w") as handle:
+        handle.write(source)
+    spec = importlib.util.spec_from_file_location(f"aireiter_test_dag_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dags = [v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test")]
+    assert dags, f"{path} defines no DAG {dag_id!r}"
+    return dags[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
@@ -233,7 +233,7 @@ class AireiterGenerateOperator(BaseOperator):
             return max(default, float(self.callback_poll_interval))
         return default
 
-    def _defer_wait(self, out_task_id: str, deadline: float, interval: float) -> None:
+    def _defer_wait(self, out_task_id: str, deadline: float, interval: float) -> NoReturn:
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
         self.defer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
@@ -79,7 +79,7 @@ class AireiterTaskSensor(BaseSensorOperator):
         self._log_missing(info)
         self._defer_wait(hook, time.time() + float(self.timeout))
 
-    def _defer_wait(self, hook: AireiterHook, deadline: float) -> None:
+    def _defer_wait(self, hook: AireiterHook, deadline: float) -> NoReturn:
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
         interval = float(self.poke_interval)
@@ -122,7 +122,6 @@ class AireiterTaskSensor(BaseSensorOperator):
                 "Woken by a callback, but AIReiter task %s is still running; waiting again.", self.out_task_id
             )
             self._defer_wait(hook, deadline or time.time())
-        assert info is not None
         return self._finish(hook, info, context)
 
     def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:

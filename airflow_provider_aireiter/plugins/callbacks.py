@@ -1,0 +1,63 @@
+"""``AireiterCallbackPlugin``: mounts the AIReiter callback receiver on Airflow's API server.
+
+Airflow 3's API server mounts every plugin's ``fastapi_apps`` entry with ``app.mount(url_prefix, app)``
+next to its own ``/api/v2`` and ``/ui`` apps. Airflow's authentication is a dependency of its own
+routes, not a middleware, so a mounted plugin app is reachable without an Airflow token: exactly what
+AIReiter needs, as it cannot authenticate to Airflow. The receiver checks the per-task HMAC token in
+the URL instead. Only ``POST /aireiter/callback/{conn_id}/{out_task_id}`` exists under the mount.
+
+Plugins are imported by every Airflow process (workers too), so this module stays light: the FastAPI
+app is only built on the first request the API server routes to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:  # the Task SDK's class (what providers should use); the core one on older Airflow versions
+    from airflow.sdk.plugins_manager import AirflowPlugin
+except ImportError:  # pragma: no cover - depends on the installed Airflow
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
+
+from airflow_provider_aireiter.callbacks.tokens import CALLBACK_MOUNT
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+
+class LazyCallbackApp:
+    """An ASGI app that builds the callback receiver (:func:`create_callback_app`) on its first call.
+
+    Keeps FastAPI out of the processes that import plugins but never serve HTTP.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    def _build(self) -> Any:
+        if self._app is None:
+            from airflow_provider_aireiter.callbacks.receiver import create_callback_app
+
+            self._app = create_callback_app()
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._build()(scope, receive, send)
+
+
+class AireiterCallbackPlugin(AirflowPlugin):
+    """Serve AIReiter's completion callbacks at ``POST /aireiter/callback/{conn_id}/{out_task_id}?token=...``.
+
+    Registered through the ``airflow.plugins`` entry point and the provider info, so installing the
+    provider is enough; expose that path of the API server to AIReiter (see the connection's
+    ``callback_base_url`` and ``callback_secret`` extras).
+    """
+
+    name = "aireiter_callbacks"
+    fastapi_apps = [
+        {
+            "app": LazyCallbackApp(),
+            "url_prefix": CALLBACK_MOUNT,
+            "name": "AIReiter callbacks",
+        }
+    ]

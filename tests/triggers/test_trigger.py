@@ -1,0 +1,123 @@
+"""AireiterTaskTrigger against a real scripted server, run in an asyncio loop as the triggerer runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
+from tests.scripted_server import Answer, ScriptedServer, ok
+
+
+def run_trigger(trigger: AireiterTaskTrigger, limit: float = 10) -> list[dict[str, Any]]:
+    """Collect every event the trigger yields (it must stop by itself)."""
+
+    async def collect() -> list[dict[str, Any]]:
+        events = []
+        async for event in trigger.run():
+            events.append(event.payload)
+        return events
+
+    return asyncio.run(asyncio.wait_for(collect(), limit))
+
+
+def trigger(**kw: Any) -> AireiterTaskTrigger:
+    kw.setdefault("deadline", time.time() + 30)
+    kw.setdefault("poll_interval", 0.02)
+    return AireiterTaskTrigger(out_task_id="t1", **kw)
+
+
+def test_serialize_round_trips_through_airflow_serde() -> None:
+    from airflow.sdk.module_loading import import_string
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    original = trigger(deadline=1_900_000_000.5, aireiter_conn_id="my_conn", poll_interval=7)
+    classpath, kwargs = original.serialize()
+    encoded = BaseSerialization.serialize(kwargs)
+    restored_kwargs = BaseSerialization.deserialize(encoded)
+    assert restored_kwargs == kwargs
+    assert all(isinstance(v, str | int | float) for v in kwargs.values())  # plain JSON only
+    restored = import_string(classpath)(**restored_kwargs)
+    assert restored.serialize() == (classpath, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("final", "status"),
+    [
+        ({"status": "completed", "output": [{"url": "https://cdn/a.png"}], "credits_used": 5}, "success"),
+        ({"status": "failed", "error": "content rejected"}, "failed"),
+        ({"status": "cancelled"}, "failed"),
+    ],
+)
+def test_one_event_per_terminal_status(scripted: ScriptedServer, final: dict[str, Any], status: str) -> None:
+    scripted.add(ok({"out_task_id": "t1", "status": "pending"}), ok({"out_task_id": "t1", "status": "processing"}))
+    scripted.default = ok({"out_task_id": "t1", **final})
+    events = run_trigger(trigger())
+    assert len(events) == 1
+    (event,) = events
+    assert event["status"] == status and event["out_task_id"] == "t1"
+    assert event["task"]["status"] == final["status"]
+    assert len(scripted.received) == 3
+
+
+def test_unknown_task_keeps_waiting_until_it_appears(scripted: ScriptedServer) -> None:
+    scripted.add(Answer(200, {"ok": True, "statusCode": 400, "message": "api task not found"}))
+    scripted.default = ok({"out_task_id": "t1", "status": "completed", "output": []})
+    assert run_trigger(trigger())[0]["status"] == "success"
+
+
+def test_transient_errors_are_retried_then_succeed(scripted: ScriptedServer) -> None:
+    scripted.add(Answer(503, b"x"), Answer(429, b"{}", {"Retry-After": "0"}), Answer(200, b"{broken"))
+    scripted.default = ok({"out_task_id": "t1", "status": "completed"})
+    (event,) = run_trigger(trigger(max_consecutive_errors=4))
+    assert event["status"] == "success"
+    assert len(scripted.received) == 4
+
+
+def test_bounded_consecutive_failures_give_an_error_event(scripted: ScriptedServer) -> None:
+    scripted.default = Answer(502, b"bad gateway")
+    (event,) = run_trigger(trigger(max_consecutive_errors=3))
+    assert event["status"] == "error" and event["reason"] == "transient"
+    assert len(scripted.received) == 3
+
+
+def test_auth_error_is_not_retried(scripted: ScriptedServer) -> None:
+    scripted.default = Answer(401, {"ok": True, "statusCode": 401, "message": "unauthorized"})
+    (event,) = run_trigger(trigger())
+    assert (event["status"], event["reason"]) == ("error", "auth")
+    assert len(scripted.received) == 1
+
+
+def test_deadline_passing_gives_timeout(scripted: ScriptedServer) -> None:
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+    started = time.time()
+    (event,) = run_trigger(trigger(deadline=started + 0.3, poll_interval=0.05))
+    assert event["status"] == "timeout" and event["task"]["status"] == "processing"
+    assert 0.3 <= time.time() - started < 3
+
+
+def test_restart_keeps_the_same_deadline(scripted: ScriptedServer) -> None:
+    """A triggerer restart rebuilds the trigger from its kwargs: the clock does not start again."""
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+    first = trigger(deadline=time.time() + 0.6, poll_interval=0.05)
+
+    async def run_briefly() -> None:
+        async for _ in first.run():
+            raise AssertionError("no event expected before the restart")
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(run_briefly(), 0.3))  # the triggerer dies after 0.3 s
+    classpath, kwargs = first.serialize()
+    restarted = AireiterTaskTrigger(**kwargs)
+    resumed_at = time.time()
+    (event,) = run_trigger(restarted)
+    assert event["status"] == "timeout"
+    assert time.time() - resumed_at < 0.55  # only what was left of the 0.6 s, not a new 0.6 s
+
+
+def test_on_kill_says_the_remote_task_keeps_running(capfd: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(trigger().on_kill())
+    assert "keeps running" in "".join(capfd.readouterr())
