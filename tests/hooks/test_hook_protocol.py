@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from airflow_provider_aireiter import __version__
+from airflow_provider_aireiter.envelope import BODY_PREVIEW_CHARS, preview
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterInsufficientCreditsError,
@@ -19,7 +20,6 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTimeoutError,
     AireiterTransientError,
 )
-from airflow_provider_aireiter.envelope import BODY_PREVIEW_CHARS, preview
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from tests.conftest import API_KEY, FAST_RETRIES
 from tests.scripted_server import Answer, ScriptedServer, ok

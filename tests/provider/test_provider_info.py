@@ -10,10 +10,10 @@ from importlib.metadata import distribution, entry_points
 from pathlib import Path
 from urllib.parse import quote
 
+import airflow
 import jsonschema
 import pytest
 
-import airflow
 from airflow_provider_aireiter.get_provider_info import get_provider_info
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from tests.conftest import conn_json

@@ -110,7 +110,7 @@ def test_restart_keeps_the_same_deadline(scripted: ScriptedServer) -> None:
 
     with pytest.raises(TimeoutError):
         asyncio.run(asyncio.wait_for(run_briefly(), 0.3))  # the triggerer dies after 0.3 s
-    classpath, kwargs = first.serialize()
+    _, kwargs = first.serialize()
     restarted = AireiterTaskTrigger(**kwargs)
     resumed_at = time.time()
     (event,) = run_trigger(restarted)
