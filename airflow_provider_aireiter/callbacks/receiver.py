@@ -16,12 +16,15 @@ no ``token``                                 401
 bad ids, unknown connection, no secret,      403
 wrong token (or another task's token)
 body actually read over the limit            413
+body not received within 10 s                408
 non-empty body that is not JSON              400
+secrets backend or database unavailable      503
 ==========================================  ======
 
 Then ``202 {"accepted": true, "woken": n}``; ``n`` is 0 when nobody waits (unknown task, duplicate
-delivery, task already finished). Blocking work (connection lookup, database) runs in a small
-dedicated thread pool so a flood cannot starve the API server's own threads.
+delivery, task already finished, or the same task woken less than ``min_wake_interval`` ago).
+Blocking work (connection lookup, database) runs in a small dedicated thread pool so a flood cannot
+starve the API server's own threads. Other methods get FastAPI's ``405``.
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ class CallbackReceiver:
         self._secrets = _TtlCache(secret_ttl)
         self._recently_woken = _TtlCache(min_wake_interval, limit=10_000)
         self._limiter: anyio.CapacityLimiter | None = None
+        self._lookups: dict[str, anyio.Lock] = {}
 
     def _threads(self) -> anyio.CapacityLimiter:
         if self._limiter is None:  # created lazily: it belongs to the running event loop
@@ -186,9 +190,19 @@ class CallbackReceiver:
         hit, secret = self._secrets.get(conn_id)
         if hit:
             return secret
-        secret = await anyio.to_thread.run_sync(self.secret_lookup, conn_id, limiter=self._threads())
-        self._secrets.put(conn_id, secret)
-        return secret
+        # One lookup per connection at a time: concurrent requests wait for it instead of repeating it.
+        lock = self._lookups.setdefault(conn_id, anyio.Lock())
+        try:
+            async with lock:
+                hit, secret = self._secrets.get(conn_id)
+                if hit:
+                    return secret
+                secret = await anyio.to_thread.run_sync(self.secret_lookup, conn_id, limiter=self._threads())
+                self._secrets.put(conn_id, secret)
+                return secret
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._lookups.pop(conn_id, None)
 
     async def _read_body(self, request: Request) -> bytes | None:
         """The body, or ``None`` as soon as it grows past the limit (the rest is never read)."""
@@ -239,7 +253,7 @@ class CallbackReceiver:
         if body.strip():
             try:
                 json.loads(body)
-            except ValueError:  # includes bodies that are not UTF-8
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested absurdly deep
                 return _Outcome(400, {"detail": "Body is not JSON."}, "body not JSON")
 
         hit, _ = self._recently_woken.get(out_task_id)

@@ -35,7 +35,7 @@ from airflow.utils.session import NEW_SESSION, provide_session
 from airflow.utils.sqlalchemy import with_row_locks
 from airflow.utils.state import TaskInstanceState
 from sqlalchemy import select
-from sqlalchemy.orm import load_only, noload
+from sqlalchemy.orm import lazyload, load_only
 
 from airflow_provider_aireiter.completion import CALLBACK_EVENT_STATUS
 
@@ -96,13 +96,16 @@ def clear_memo() -> None:
     _memo.clear()
 
 
+class _Unreadable(Exception):
+    """A trigger row whose kwargs cannot be decrypted or decoded."""
+
+
 def _out_task_id_of(trigger: Trigger) -> str | None:
-    """The ``out_task_id`` a trigger row waits for; ``None`` when its kwargs cannot be read."""
+    """The ``out_task_id`` a trigger row waits for (``None`` if it has none)."""
     try:
         kwargs: Any = trigger.kwargs  # the model's decrypting property
-    except Exception as exc:  # e.g. a rotated Fernet key: this row can never match, so skip it
-        log.warning("Cannot read the kwargs of trigger %s (%s); skipping it.", trigger.id, type(exc).__name__)
-        return None
+    except Exception as exc:  # e.g. another Fernet key: this row can never match
+        raise _Unreadable(type(exc).__name__) from None
     value = kwargs.get("out_task_id") if isinstance(kwargs, dict) else None
     return value if isinstance(value, str) else None
 
@@ -121,6 +124,7 @@ def _deferred_trigger_keys(session: Session) -> list[_TriggerKey]:
 def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, str | None]:
     """Read the ``out_task_id`` of the given trigger rows (loading only the columns needed)."""
     found: dict[_TriggerKey, str | None] = {}
+    unreadable: list[int] = []
     wanted = dict(keys)
     ids = list(wanted)
     for start in range(0, len(ids), _CHUNK):
@@ -130,13 +134,24 @@ def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, str
             .where(Trigger.id.in_(chunk))
             .options(
                 load_only(Trigger.id, Trigger.created_date, Trigger.encrypted_kwargs),
-                noload(Trigger.task_instance),
+                lazyload(Trigger.task_instance),
             )
             .execution_options(populate_existing=True)
         )
         for trigger in session.scalars(stmt):
-            if trigger.created_date == wanted.get(trigger.id):
+            if trigger.created_date != wanted.get(trigger.id):
+                continue
+            try:
                 found[(trigger.id, trigger.created_date)] = _out_task_id_of(trigger)
+            except _Unreadable:
+                found[(trigger.id, trigger.created_date)] = None  # remembered: not retried nor logged again
+                unreadable.append(trigger.id)
+    if unreadable:
+        log.warning(
+            "Skipped %d AIReiter trigger(s) whose kwargs cannot be read (Fernet key changed?), e.g. id %s.",
+            len(unreadable),
+            unreadable[0],
+        )
     return found
 
 

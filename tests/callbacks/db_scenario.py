@@ -1,0 +1,252 @@
+"""Run in a subprocess by ``test_callback_wake_db.py``, with its own ``AIRFLOW_HOME`` and SQLite database.
+
+Never imported by pytest: Airflow reads its configuration once per process, and the rest of the test
+suite runs with the default one. Usage: ``python db_scenario.py RESULT_JSON BULK_COUNT``. The test uses
+SQLite; pointing ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` at an empty PostgreSQL database works too.
+
+It builds a real metadata database, parks task instances in ``DEFERRED`` on real trigger rows, wakes
+them through :mod:`airflow_provider_aireiter.callbacks.wake` and through HTTP on Airflow's own API app
+(with the plugin mounted by Airflow itself), and writes what it observed to ``RESULT_JSON``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+if not os.environ.get("AIRFLOW_HOME") or not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+    raise SystemExit("refusing to run without an explicit AIRFLOW_HOME and metadata database")
+
+CONN_ID = "aireiter_cb"
+SECRET = "s3cret"
+DAG_ID = "aireiter_callback_scenario"
+RUN_ID = "scenario_run"
+CLASSPATH = "airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger"
+
+#: task_id -> how it waits: (trigger classpath, out_task_id, how kwargs are stored, TI state)
+#: storage: "plain" as the execution API stores a worker's DeferTask (serde JSON, unencrypted),
+#: "fernet" as ``Trigger(kwargs=...)`` does, "foreign" encrypted with a key this deployment lacks
+WAITERS: dict[str, tuple[str, str, str, str]] = {
+    "plain_job1": (CLASSPATH, "job-1", "plain", "deferred"),
+    "encrypted_job2": (CLASSPATH, "job-2", "fernet", "deferred"),
+    "other_job3": (CLASSPATH, "job-3", "plain", "deferred"),
+    "other_class_job1": ("some.other.Trigger", "job-1", "plain", "deferred"),
+    "running_job1": (CLASSPATH, "job-1", "plain", "running"),  # has a trigger row but is not deferred
+    "unreadable_job1": (CLASSPATH, "job-1", "foreign", "deferred"),
+    "http_job": (CLASSPATH, "job-http", "plain", "deferred"),
+}
+
+
+def setup_database(bulk: int) -> dict[str, Any]:
+    from airflow.models.dagbundle import DagBundleModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import Trigger
+    from airflow.sdk import DAG, BaseOperator
+    from airflow.sdk.serde import serialize
+    from airflow.serialization.definitions.dag import SerializedDAG
+    from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
+    from airflow.utils.db import initdb
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
+
+    started = time.monotonic()
+    initdb()
+
+    class WaitingOperator(BaseOperator):
+        def execute(self, context: Any) -> None:
+            pass
+
+    with DAG(DAG_ID, schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
+        for task_id in [*WAITERS, "bulk"]:
+            WaitingOperator(task_id=task_id)
+
+    def trigger_row(classpath: str, out_task_id: str, storage: str) -> Trigger:
+        kwargs = AireiterTaskTrigger(out_task_id=out_task_id, deadline=time.time() + 3600).serialize()[1]
+        if storage == "fernet":
+            return Trigger(classpath=classpath, kwargs=kwargs)
+        row = Trigger(classpath=classpath, kwargs={})
+        row.encrypted_kwargs = json.dumps(serialize(kwargs))
+        if storage == "foreign":
+            from cryptography.fernet import Fernet
+
+            other = Fernet(Fernet.generate_key())
+            row.encrypted_kwargs = other.encrypt(row.encrypted_kwargs.encode()).decode()
+        return row
+
+    def park(ti: TaskInstance, trigger: Trigger, state: str) -> None:
+        ti.state = TaskInstanceState(state)
+        ti.trigger_id = trigger.id
+        ti.next_method = "execute_complete"
+        ti.next_kwargs = serialize({"out_task_id": "kept"})
+
+    with create_session() as session:
+        session.merge(DagBundleModel(name="scenario"))
+        session.flush()
+        SerializedDAG.bulk_write_to_db("scenario", None, [dag], session=session)
+        SerializedDagModel.write_dag(
+            LazyDeserializedDAG(data=DagSerialization.to_dict(dag)), "scenario", session=session
+        )
+        session.flush()
+        serialized = SerializedDagModel.get(DAG_ID, session=session)
+        assert serialized is not None
+        sdag = serialized.dag
+        run = sdag.create_dagrun(
+            run_id=RUN_ID,
+            run_after=datetime.now(timezone.utc),
+            run_type=DagRunType.MANUAL,
+            triggered_by=DagRunTriggeredByType.TEST,
+            state=DagRunState.RUNNING,
+            session=session,
+        )
+        tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
+        for task_id, (classpath, out_task_id, storage, state) in WAITERS.items():
+            trigger = trigger_row(classpath, out_task_id, storage)
+            session.add(trigger)
+            session.flush()
+            park(tis[task_id], trigger, state)
+
+        # Many more deferred AIReiter tasks (extra map indexes of one task), to measure the cost.
+        bulk_task = sdag.get_task("bulk")
+        version_id = tis["bulk"].dag_version_id
+        triggers = [trigger_row(CLASSPATH, f"bulk-{i}", "fernet" if i % 2 else "plain") for i in range(bulk)]
+        session.add_all(triggers)
+        session.flush()
+        for i, trigger in enumerate(triggers):
+            ti = TaskInstance(bulk_task, dag_version_id=version_id, run_id=RUN_ID, map_index=i)
+            park(ti, trigger, "deferred")
+            session.add(ti)
+    return {"setup_seconds": round(time.monotonic() - started, 2)}
+
+
+def states() -> dict[str, dict[str, Any]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.trigger import _decode_next_kwargs
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    found: dict[str, dict[str, Any]] = {}
+    with create_session() as session:
+        stmt = select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.map_index == -1)
+        for ti in session.scalars(stmt):
+            kwargs = _decode_next_kwargs(ti.next_kwargs) if ti.next_kwargs else None
+            found[ti.task_id] = {
+                "state": getattr(ti.state, "value", ti.state),
+                "trigger_id": ti.trigger_id,
+                "next_kwargs": kwargs,
+            }
+    return found
+
+
+def wake(out_task_id: str) -> tuple[int, int, float]:
+    """Call the wake function in its own session; returns (woken, SQL statements, seconds)."""
+    from airflow import settings
+    from sqlalchemy import event
+
+    from airflow_provider_aireiter.callbacks.wake import wake_waiting_tasks
+
+    statements = 0
+
+    def count(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    engine = settings.engine
+    assert engine is not None
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        started = time.monotonic()
+        woken = wake_waiting_tasks(out_task_id)
+        return woken, statements, round(time.monotonic() - started, 4)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def http_checks() -> dict[str, Any]:
+    """Serve Airflow's own API app (plugins mounted by Airflow) on 127.0.0.1 and call it."""
+    import requests
+    import uvicorn
+    from airflow.api_fastapi.app import create_app
+
+    from airflow_provider_aireiter.callbacks.tokens import callback_token, callback_url
+
+    app = create_app(apps="core")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {}
+
+    def post(url: str, body: Any = None) -> tuple[int, Any]:
+        answer = requests.post(url, json=body if body is not None else {"status": "success"}, timeout=30)
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, answer.text[:200]
+
+    def url_for(out_task_id: str) -> str:
+        return callback_url(base, SECRET, out_task_id, CONN_ID)
+
+    try:
+        results["core_api_without_token"] = requests.get(f"{base}/api/v2/dags", timeout=30).status_code
+        results["forged"] = post(f"{base}/aireiter/callback/{CONN_ID}/job-http?token={'0' * 64}")
+        results["state_after_forged"] = states()["http_job"]["state"]
+        token = callback_token(SECRET, "job-http")
+        results["replayed_other_id"] = post(f"{base}/aireiter/callback/{CONN_ID}/job-3?token={token}")
+        results["job3_after_replay"] = states()["other_job3"]["state"]
+        results["unknown_conn"] = post(f"{base}/aireiter/callback/no_such_conn/job-http?token={token}")
+        results["missing_token"] = post(f"{base}/aireiter/callback/{CONN_ID}/job-http")
+        results["get"] = requests.get(url_for("job-http"), timeout=30).status_code
+        results["unknown_task"] = post(url_for("nobody-waits"))
+        started = time.monotonic()
+        results["valid"] = post(url_for("job-http"))
+        results["valid_ms"] = round((time.monotonic() - started) * 1000, 1)
+        results["state_after_valid"] = states()["http_job"]
+        results["duplicate"] = post(url_for("job-http"))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return results
+
+
+def main() -> None:
+    result_path, bulk = sys.argv[1], int(sys.argv[2])
+    results: dict[str, Any] = setup_database(bulk)
+    results["before"] = states()
+    results["wake_job1"] = wake("job-1")
+    results["after_job1"] = states()
+    results["wake_job1_again"] = wake("job-1")
+    results["wake_unknown"] = wake("nobody-waits")
+    results["wake_job2"] = wake("job-2")
+    results["after_job2"] = states()
+    from airflow_provider_aireiter.callbacks.wake import clear_memo
+
+    clear_memo()
+    results["bulk_cold"] = wake(f"bulk-{bulk // 2}")
+    results["bulk_warm"] = wake(f"bulk-{bulk // 2 + 1}")
+    results["http"] = http_checks()
+    from airflow import plugins_manager
+
+    names, import_errors = plugins_manager._get_plugins()
+    results["plugins"] = {"names": [p.name for p in names], "import_errors": import_errors}
+    with open(result_path, "w") as handle:
+        json.dump(results, handle, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Waking deferred tasks in a real Airflow metadata database, directly and through Airflow's own API app.
+
+Everything touching the database runs in ONE subprocess (``db_scenario.py``) with a private
+``AIRFLOW_HOME`` and SQLite file: Airflow reads its configuration once per process, and the rest of
+the suite shares this process with the default configuration (``~/airflow``), which must not be used.
+The subprocess reports what it saw as JSON; the tests below check it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from tests.callbacks.helpers import CONN_ID, SECRET, callback_conn_json
+
+SCENARIO = Path(__file__).with_name("db_scenario.py")
+BULK = 2000
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    # The provider is installed (editable) in the venv; the repository root is deliberately not put on
+    # PYTHONPATH, where a stray *.egg-info would make Airflow see the plugin twice.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            f"AIRFLOW_CONN_{CONN_ID.upper()}": callback_conn_json(
+                callback_secret=SECRET, callback_base_url="http://127.0.0.1:9"
+            ),
+        }
+    )
+    result_file = home / "result.json"
+    done = subprocess.run(
+        [sys.executable, str(SCENARIO), str(result_file), str(BULK)],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if done.returncode != 0 or not result_file.exists():
+        pytest.fail(f"db_scenario.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    log = done.stdout + done.stderr
+    results: dict[str, Any] = json.loads(result_file.read_text())
+    results["log"] = log
+    return results
+
+
+def event_of(state: dict[str, Any]) -> Any:
+    return (state.get("next_kwargs") or {}).get("event")
+
+
+def test_wake_resumes_only_the_matching_deferred_task(scenario: dict[str, Any]) -> None:
+    assert {name: s["state"] for name, s in scenario["before"].items() if name != "bulk"} == {
+        "plain_job1": "deferred",
+        "encrypted_job2": "deferred",
+        "other_job3": "deferred",
+        "other_class_job1": "deferred",
+        "running_job1": "running",
+        "unreadable_job1": "deferred",
+        "http_job": "deferred",
+    }
+    woken, _, _ = scenario["wake_job1"]
+    assert woken == 1
+    after = scenario["after_job1"]
+    assert after["plain_job1"]["state"] == "scheduled"
+    assert after["plain_job1"]["trigger_id"] is None
+    assert event_of(after["plain_job1"]) == {"status": "callback", "out_task_id": "job-1"}
+    assert after["plain_job1"]["next_kwargs"]["out_task_id"] == "kept"  # existing next_kwargs survive
+    # another out_task_id, another trigger class with the same out_task_id, a task no longer deferred
+    assert after["other_job3"]["state"] == "deferred"
+    assert after["encrypted_job2"]["state"] == "deferred"
+    assert after["other_class_job1"]["state"] == "deferred"
+    assert after["running_job1"]["state"] == "running"
+    assert event_of(after["other_class_job1"]) is None
+    # kwargs encrypted with a Fernet key this deployment lacks: skipped with one warning, no failure
+    assert after["unreadable_job1"]["state"] == "deferred"
+    assert "Skipped 1 AIReiter trigger(s) whose kwargs cannot be read" in scenario["log"]
+
+
+def test_second_wake_wakes_nothing(scenario: dict[str, Any]) -> None:
+    assert scenario["wake_job1_again"][0] == 0
+    assert scenario["wake_unknown"][0] == 0
+
+
+def test_wake_reads_encrypted_trigger_kwargs(scenario: dict[str, Any]) -> None:
+    assert scenario["wake_job2"][0] == 1
+    after = scenario["after_job2"]
+    assert after["encrypted_job2"]["state"] == "scheduled"
+    assert event_of(after["encrypted_job2"]) == {"status": "callback", "out_task_id": "job-2"}
+    assert after["other_job3"]["state"] == "deferred"
+
+
+def test_wake_cost_with_thousands_of_deferred_triggers(scenario: dict[str, Any]) -> None:
+    cold_woken, cold_statements, cold_seconds = scenario["bulk_cold"]
+    warm_woken, warm_statements, warm_seconds = scenario["bulk_warm"]
+    assert cold_woken == 1 and warm_woken == 1
+    # One statement lists the waiting triggers, whatever their number; waking one task takes a few more
+    # (Airflow's submit_event); a first call also reads the kwargs, 500 triggers per statement.
+    assert warm_statements <= 10
+    assert cold_statements - warm_statements <= BULK // 500 + 1
+    assert cold_seconds < 10 and warm_seconds < 2
+
+
+def test_callback_through_airflows_own_api_app(scenario: dict[str, Any]) -> None:
+    http = scenario["http"]
+    # Airflow's own routes need a token; the plugin's route is reachable without one.
+    assert http["core_api_without_token"] == 401
+    assert http["forged"][0] == 403 and http["state_after_forged"] == "deferred"
+    assert http["replayed_other_id"][0] == 403 and http["job3_after_replay"] == "deferred"
+    assert http["unknown_conn"][0] == 403
+    assert http["missing_token"][0] == 401
+    assert http["get"] == 405
+    assert http["unknown_task"] == [202, {"accepted": True, "woken": 0}]
+    assert http["valid"] == [202, {"accepted": True, "woken": 1}]
+    assert http["state_after_valid"]["state"] == "scheduled"
+    assert event_of(http["state_after_valid"]) == {"status": "callback", "out_task_id": "job-http"}
+    assert http["duplicate"] == [202, {"accepted": True, "woken": 0}]
+
+
+def test_plugin_loaded_once_without_import_errors(scenario: dict[str, Any]) -> None:
+    assert scenario["plugins"]["names"].count("aireiter_callbacks") == 1
+    assert scenario["plugins"]["import_errors"] == {}
+
+
+def test_secret_and_tokens_stay_out_of_the_server_logs(scenario: dict[str, Any]) -> None:
+    from airflow_provider_aireiter.callbacks.tokens import callback_token
+
+    log = scenario["log"]
+    assert "AIReiter callback conn=aireiter_cb" in log  # the receiver did log
+    assert SECRET not in log
+    for out_task_id in ("job-http", "nobody-waits"):
+        assert callback_token(SECRET, out_task_id) not in log
