@@ -9,7 +9,7 @@ from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 
 MAX_LENGTH = 64
 _ALLOWED = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9]+")
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 
 def check_out_task_id(value: object) -> str:
@@ -28,7 +28,7 @@ def default_out_task_id(dag_id: str, task_id: str, run_id: str, map_index: int =
     so an attempt suffix (``-r12``) still fits in 64.
     """
     digest = hashlib.sha256(f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}".encode()).hexdigest()[:24]
-    slug = _SLUG_UNSAFE.sub("-", f"{dag_id}-{task_id}").strip("-")[:30].strip("-") or "task"
+    slug = _SLUG_UNSAFE.sub("-", f"{dag_id}-{task_id}").strip("-_")[:30].strip("-_") or "task"
     return f"af-{slug}-{digest}"
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 # Airflow reads its configuration when first imported: give the whole run its own AIRFLOW_HOME
 # (an SQLite metadata DB for dag.test()) before anything imports airflow.
@@ -67,3 +68,13 @@ def load_dag_file(source: str, name: str, dag_id: str) -> object:
     dags = [v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test")]
     assert dags, f"{path} defines no DAG {dag_id!r}"
     return dags[0]
+
+
+@pytest.fixture
+def logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Any:
+    """Everything logged so far: Airflow logs to stdout (structlog) or to the logging module, by component."""
+
+    def read() -> str:
+        return "".join(capfd.readouterr()) + caplog.text
+
+    return read

@@ -103,9 +103,9 @@ class AireiterGenerateOperator(BaseOperator):
 
     # -------------------------------------------------------------- parameters
 
-    def build_params(self) -> dict[str, Any]:
-        """The params to send (subclasses build them from their keyword arguments)."""
-        return dict(self.model_params or {})
+    def build_params(self) -> Any:
+        """The params to send (subclasses build them from their keyword arguments); validated by the caller."""
+        return dict(self.model_params) if isinstance(self.model_params, dict) else self.model_params
 
     def _validate(self, *, at_parse_time: bool = False) -> dict[str, Any] | None:
         """Validate what can be validated; values still holding Jinja are checked after rendering."""
@@ -261,6 +261,8 @@ class AireiterGenerateOperator(BaseOperator):
         with the same deadline.
         """
         hook = self._hook()
+        # dag.test() replaces the defer kwargs with the event; the event names the task too.
+        out_task_id = out_task_id or (event.get("out_task_id") if isinstance(event, dict) else None)
         info = resolve_event(hook, event, out_task_id)
         if info is None:
             assert out_task_id is not None

@@ -23,26 +23,59 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", aspect_ratio="5:1"), ["aspect_ratio", "'5:1'", "16:9"]),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", aspect_ratio="5:1"),
+            ["aspect_ratio", "'5:1'", "16:9"],
+        ),
         (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", resolution="4K"), ["resolution", "'4K'", "2K", "3K"]),
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", web_search="yes"), ["web_search", "'yes'", "true or false"]),
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["https://x/a.png"] * 10), ["image_url", "10", "at most 9"]),
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["ftp://x/a.png"]), ["image_url", "ftp://x/a.png", "http"]),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", web_search="yes"),
+            ["web_search", "'yes'", "true or false"],
+        ),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["https://x/a.png"] * 10),
+            ["image_url", "10", "at most 9"],
+        ),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["ftp://x/a.png"]),
+            ["image_url", "ftp://x/a.png", "http"],
+        ),
         (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=[BIG_DATA_URI]), ["image_url", "10 MB"]),
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["data:text/plain;base64,QQ=="]), ["image_url", "jpeg, png or webp"]),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["data:text/plain;base64,QQ=="]),
+            ["image_url", "jpeg, png or webp"],
+        ),
         (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length="5"), ["video_length", "'5'", "integer"]),
         (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length=0), ["video_length", "at least 1"]),
-        (lambda: Seedance15ProOperator(task_id="t", prompt="p", resolution="4K"), ["resolution", "'4K'", "720p", "1080p"]),
+        (
+            lambda: Seedance15ProOperator(task_id="t", prompt="p", resolution="4K"),
+            ["resolution", "'4K'", "720p", "1080p"],
+        ),
         (lambda: Seedance15ProOperator(task_id="t", prompt="p", aspect_ratio="1:1"), ["aspect_ratio", "'1:1'", "9:16"]),
-        (lambda: Veo31Operator(task_id="t", prompt="p", channel="max"), ["channel", "'max'", "default", "base", "plus"]),
-        (lambda: Veo31Operator(task_id="t", prompt="p", image_url=["https://x/a.png"]), ["image_url", "list", "a string"]),
+        (
+            lambda: Veo31Operator(task_id="t", prompt="p", channel="max"),
+            ["channel", "'max'", "default", "base", "plus"],
+        ),
+        (
+            lambda: Veo31Operator(task_id="t", prompt="p", image_url=["https://x/a.png"]),
+            ["image_url", "list", "a string"],
+        ),
         (lambda: Veo31Operator(task_id="t", prompt="p", end_image_url="file:///etc/passwd"), ["end_image_url", "http"]),
         (lambda: Veo31Operator(task_id="t", prompt="p", aspect_ratio="4:3"), ["aspect_ratio", "'4:3'", "16:9"]),
-        (lambda: AireiterGenerateOperator(task_id="t", model="seedream_v5_lite", model_params={"prompt": 3}), ["model_params.prompt", "int", "string"]),
+        (
+            lambda: AireiterGenerateOperator(task_id="t", model="seedream_v5_lite", model_params={"prompt": 3}),
+            ["model_params.prompt", "int", "string"],
+        ),
         (lambda: AireiterGenerateOperator(task_id="t", model="bad model!", model_params={}), ["model", "'bad model!'"]),
         (lambda: AireiterGenerateOperator(task_id="t", model="x", model_params=["a"]), ["model_params", "dict"]),
-        (lambda: AireiterGenerateOperator(task_id="t", model="x", out_task_id="has space"), ["out_task_id", "'has space'", "64"]),
-        (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", resolution="2K", extra_params={"resolution": "3K"}), ["extra_params", "resolution"]),
+        (
+            lambda: AireiterGenerateOperator(task_id="t", model="x", out_task_id="has space"),
+            ["out_task_id", "'has space'", "64"],
+        ),
+        (
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", resolution="2K", extra_params={"resolution": "3K"}),
+            ["extra_params", "resolution"],
+        ),
     ],
 )
 def test_bad_input_is_named_at_parse_time(make: Any, expected: list[str]) -> None:

@@ -1,0 +1,68 @@
+"""Run a DAG for real with ``dag.test()`` against the emulator and read back what it produced."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import load_dag_file
+
+#: a downstream task that writes an upstream's XCom result to $RESULTS_DIR/<task_id>.json
+COLLECT = textwrap.dedent(
+    """
+    import json as _json, os as _os
+    from airflow.sdk import task as _task
+
+    @_task(trigger_rule="all_done")
+    def collect(results):
+        for task_id, value in results.items():
+            with open(_os.path.join(_os.environ["RESULTS_DIR"], task_id + ".json"), "w") as handle:
+                _json.dump(value, handle)
+    """
+)
+
+
+def dag_source(dag_id: str, body: str, *, imports: str = "", dag_kwargs: str = "") -> str:
+    """A DAG file: ``body`` creates tasks; ``collect({...})`` may be called to record results."""
+    return (
+        "import os\nfrom datetime import datetime, timedelta\nfrom airflow.sdk import DAG\n"
+        "from airflow_provider_aireiter.operators.aireiter import *\n"
+        "from airflow_provider_aireiter.sensors.aireiter import AireiterTaskSensor\n"
+        f"{imports}\n{COLLECT}\n"
+        f"with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False{dag_kwargs}) as dag:\n"
+        + textwrap.indent(textwrap.dedent(body), "    ")
+    )
+
+
+def run_dag(dag_id: str, body: str, results_dir: Path, **test_kwargs: Any) -> tuple[str, dict[str, Any]]:
+    """Write, load and ``dag.test()`` a DAG; return the run state and the collected results by task id."""
+    os.environ["RESULTS_DIR"] = str(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    dag: Any = load_dag_file(dag_source(dag_id, body), dag_id, dag_id)
+    run = dag.test(**test_kwargs)
+    collected = {p.stem: json.loads(p.read_text()) for p in results_dir.glob("*.json")}
+    return str(run.state), collected
+
+
+def png_size(path: str) -> tuple[int, int]:
+    data = Path(path.removeprefix("file://")).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def is_mp4(path: str) -> bool:
+    data = Path(path.removeprefix("file://")).read_bytes()
+    return data[4:8] == b"ftyp"
+
+
+def submit_bodies(emu: Any) -> list[dict[str, Any]]:
+    return [r["body"] for r in emu.requests() if r["path"].endswith("/submit")]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value)
