@@ -51,7 +51,7 @@ def test_always_truncated_download_fails_without_leaving_a_file(aireiter_connect
     hook = AireiterHook(retry_policy=FAST_RETRIES)
     url = finished_task(aireiter_connection, hook, "always-cut")
     aireiter_connection.faults.rate("media", "truncated_download", 1.0)
-    with pytest.raises(AireiterTransientError, match="cut short|connection broke"):
+    with pytest.raises(AireiterTransientError, match=r"cut short|connection broke"):
         hook.download(url, storage(tmp_path), "always-cut_0")
     assert list(tmp_path.iterdir()) == []
 
