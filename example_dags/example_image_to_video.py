@@ -31,7 +31,7 @@ with DAG(
         output_path=OUTPUT,
     )
 
-    Veo31Operator(
+    animate = Veo31Operator(
         task_id="animate",
         prompt="The cat turns its head and the city lights flicker",
         # The result dict of first_frame: {"outputs": [{"url": ..., "path": ...}], ...}
@@ -41,3 +41,6 @@ with DAG(
         deferrable=True,
         output_path=OUTPUT,
     )
+
+    # A template that pulls XCom does not order tasks by itself: say it.
+    first_frame >> animate
