@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 from airflow_provider_aireiter.operators.aireiter import SeedreamV5LiteOperator, Veo31Operator
 
 MEDIA_ROOT = os.environ.get("AIREITER_MEDIA_ROOT", "/tmp/aireiter-media")
-OUTPUT = f"file://{MEDIA_ROOT}/image_to_video/{{{{ ds }}}}/"
+OUTPUT = f"file://{MEDIA_ROOT}/image_to_video/{{{{ dag_run.run_after | ds }}}}/"
 
 with DAG(
     dag_id="example_image_to_video",

@@ -30,5 +30,5 @@ with DAG(
         deferrable=True,
         poll_interval=10,
         timeout=timedelta(minutes=30),
-        output_path=f"file://{MEDIA_ROOT}/videos/{{{{ ds }}}}/",
+        output_path=f"file://{MEDIA_ROOT}/videos/{{{{ dag_run.run_after | ds }}}}/",
     )

@@ -39,7 +39,7 @@ with DAG(
         deferrable=True,
         poke_interval=10,
         timeout=60 * 60,
-        output_path=f"file://{MEDIA_ROOT}/sensed/{{{{ ds }}}}/",
+        output_path=f"file://{MEDIA_ROOT}/sensed/{{{{ dag_run.run_after | ds }}}}/",
     )
 
     submit >> wait

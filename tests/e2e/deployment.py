@@ -656,6 +656,7 @@ class AirflowDeployment:
         extra_pythonpath: Sequence[Path | str] = (),
         keep_workdir: bool | None = None,
         component_commands: Mapping[str, Sequence[str]] | None = None,
+        api_port: int | None = None,
     ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         if not self.dags_folder.is_dir():
@@ -676,6 +677,7 @@ class AirflowDeployment:
 
         self.marker = uuid.uuid4().hex[:16]
         self.airflow_cmd: list[str] = [sys.executable, "-m", "airflow"]
+        self._requested_api_port = api_port
         self.api_port = 0
         self.env: dict[str, str] = {}
         self.timings: dict[str, float] = {}
@@ -764,7 +766,7 @@ class AirflowDeployment:
             self._start_reaper()
             self._pg.start()
             self.timings["postgres"] = time.monotonic() - t0
-            self.api_port = _free_port()
+            self.api_port = self._requested_api_port or _free_port()
             self.env = self._build_env()
             t1 = time.monotonic()
             self._db_migrate()
@@ -1221,11 +1223,15 @@ class AirflowDeployment:
         *,
         run_id: str | None = None,
         parse_timeout: float = 120.0,
+        logical_date: str | None = None,
     ) -> str:
-        """Wait for the DAG to be parsed, unpause it, trigger a run via REST API v2; return the run id."""
+        """Wait for the DAG to be parsed, unpause it, trigger a run via REST API v2; return the run id.
+
+        ``logical_date`` (ISO 8601) is sent as given; ``None`` triggers a run without one, as the API allows.
+        """
         self.wait_for_dag(dag_id, timeout=parse_timeout)
         self.set_paused(dag_id, False)
-        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf or {})}
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": dict(conf or {})}
         if run_id is not None:
             body["dag_run_id"] = run_id
         # Right after the first parse the serialized DAG may lag behind the DagModel row.

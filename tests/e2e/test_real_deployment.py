@@ -1,0 +1,152 @@
+"""The examples and the callbacks on a real deployment: PostgreSQL, api-server, scheduler, dag-processor,
+triggerer as separate processes, LocalExecutor, the emulator as AIReiter, DAGs triggered through the REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_aireiter.emulator import Emulator
+from tests.e2e.deployment import AirflowDeployment
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "example_dags").glob("example_*.py"))
+CALLBACK_DAGS = Path(__file__).parent / "callback_dags" / "callback_dags.py"
+
+#: A video takes 2 + 8 s: long enough to defer, short enough for the test.
+DURATIONS = {"*": (2.0, 8.0)}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _conn(base_url: str, key: str, **extra: str) -> str:
+    return json.dumps({"conn_type": "aireiter", "host": base_url, "password": key, "extra": extra})
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(speed=1.0, port=0, durations=DURATIONS, credits=100_000) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("e2e-media")
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowDeployment:
+    dags = tmp_path_factory.mktemp("e2e-dags")
+    for path in [*EXAMPLES, CALLBACK_DAGS]:
+        shutil.copy(path, dags / path.name)
+    port = _free_port()
+    env = {
+        "AIRFLOW_CONN_AIREITER_DEFAULT": _conn(
+            emulator.base_url,
+            emulator.api_key,
+            callback_base_url=f"http://127.0.0.1:{port}",
+            callback_secret="e2e-callback-signing-secret",
+        ),
+        "AIRFLOW_CONN_AIREITER_POLLING": _conn(emulator.base_url, emulator.api_key),
+        "AIREITER_MEDIA_ROOT": str(media),
+    }
+    dep: AirflowDeployment = airflow_deployment_factory(dags, env=env, api_port=port)
+    return dep
+
+
+def _ti(dep: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+    return next(
+        ti
+        for ti in dep.task_instances(dag_id, run_id)
+        if ti["task_id"] == task_id and ti.get("map_index", -1) == map_index
+    )
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_every_example_dag_succeeds(deployment: AirflowDeployment, media: Path, emulator: Emulator) -> None:
+    dag_ids = [path.stem for path in EXAMPLES]
+    # As the UI's trigger form does, give the manual runs a logical date (the daily example uses {{ ds }}).
+    now = datetime.now(timezone.utc).isoformat()
+    runs = {dag_id: deployment.trigger(dag_id, logical_date=now) for dag_id in dag_ids}
+    for dag_id, run_id in runs.items():
+        assert deployment.wait_for_run(dag_id, run_id, timeout=300) == "success"
+    outputs: list[str] = []
+    for dag_id, run_id in runs.items():
+        for ti in deployment.task_instances(dag_id, run_id):
+            value = deployment.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+            if isinstance(value, dict) and value.get("outputs"):
+                outputs += [o["path"].removeprefix("file://") for o in value["outputs"]]
+    kinds = sorted(
+        "png" if Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" else Path(p).read_bytes()[4:8].decode()
+        for p in outputs
+    )
+    # images: daily 1, image-to-video 1, batch 3; videos: seedance 1, veo 1, sensed 1
+    assert kinds == ["ftyp"] * 3 + ["png"] * 5, outputs
+    assert all(Path(p).stat().st_size > 1000 and str(media) in p for p in outputs)
+    # The deferrable ones went through the real triggerer.
+    seedance = _ti(deployment, "example_seedance_text_to_video", runs["example_seedance_text_to_video"], "kitten_video")
+    assert seedance["state"] == "success" and seedance["try_number"] == 1
+    log = deployment.task_log("example_seedance_text_to_video", runs["example_seedance_text_to_video"], "kitten_video")
+    assert "AireiterTaskTrigger" in log or "Trigger" in log
+    # Nothing was paid twice.
+    assert all(count == 1 for count in emulator.submits().values())
+
+
+def test_callback_wakes_sensor_and_operator_while_polling_waits(
+    deployment: AirflowDeployment, emulator: Emulator, record_property: Any
+) -> None:
+    runs = {dag_id: deployment.trigger(dag_id) for dag_id in ("cb_sensor", "poll_sensor", "cb_operator")}
+    for dag_id, run_id in runs.items():
+        assert deployment.wait_for_run(dag_id, run_id, timeout=240) == "success"
+
+    def out_task_id(dag_id: str, task_id: str) -> str:
+        value = deployment.xcom(dag_id, runs[dag_id], task_id)
+        return str(value["out_task_id"])
+
+    ids = {
+        "cb_sensor": out_task_id("cb_sensor", "submit"),
+        "poll_sensor": out_task_id("poll_sensor", "submit"),
+        "cb_operator": out_task_id("cb_operator", "generate"),
+    }
+    delivered = {
+        r["out_task_id"]: r["time"] for r in emulator.callbacks() if r.get("delivered") or r.get("status_code") == 202
+    }
+    figures: dict[str, Any] = {}
+    for name, task_id in (("cb_sensor", "wait"), ("cb_operator", "generate"), ("poll_sensor", "wait")):
+        ti = _ti(deployment, name, runs[name], task_id)
+        task = emulator.task(ids[name])
+        assert task is not None
+        completed = _epoch(task["completed_at"])
+        end = _epoch(ti["end_date"])
+        figures[name] = {
+            "after_completion_s": round(end - completed, 2),
+            "after_callback_s": round(end - delivered[ids[name]], 2) if ids[name] in delivered else None,
+            "queries": emulator.query_count(ids[name]),
+        }
+    record_property("callback_figures", figures)
+    print("callback figures:", json.dumps(figures))
+    # No callback URL was sent for the polling-only connection.
+    assert ids["poll_sensor"] not in delivered
+    # Woken by the callback: finished within 5 s of its arrival, with no fallback poll needed.
+    for name in ("cb_sensor", "cb_operator"):
+        assert figures[name]["after_callback_s"] is not None and figures[name]["after_callback_s"] <= 5.0, figures
+        assert figures[name]["queries"] <= 4, figures
+    # Polling only: it waited for its next poll (every 30 s) after the task completed.
+    assert figures["poll_sensor"]["after_completion_s"] > 5.0, figures
