@@ -303,10 +303,12 @@ class EmulatorState:
             self._created[out_id] += 1
             heapq.heappush(self._due, (task.due_mono, next(self._sequence), task.task_id))
             self.changed.notify_all()
-            return self._submit_answer(task, now)
+            return self._submit_answer(task, now, fresh=True)
 
-    def _submit_answer(self, task: Task, now_mono: float) -> dict[str, Any]:
-        status = task.status_at(now_mono)
+    def _submit_answer(self, task: Task, now_mono: float, *, fresh: bool = False) -> dict[str, Any]:
+        # A new task is always answered with its initial status (the docs: "fixed as pending"), even
+        # when its durations are zero; an existing one (return_existing) with its current status.
+        status = task.info.initial_status if fresh else task.status_at(now_mono)
         if task.info.name == OFFICIAL_GPT_IMAGE:
             return {"code": 200, "data": [{"status": status, "task_id": task.task_id}]}
         return ok(
