@@ -49,7 +49,7 @@ def test_python_blocks_run_or_copy_an_example(index: int, tmp_path: Path) -> Non
         )
         assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
         return
-    exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})
+    exec(compile(code, f"README block {index}", "exec"), {"__name__": "readme"})  # noqa: S102  # our own README
 
 
 def test_json_result_block_has_the_result_keys() -> None:
