@@ -66,7 +66,8 @@ def test_worker_killed_mid_wait_then_rerun_submits_once(
             os.killpg(worker.pid, signal.SIGKILL)
     (first_submit,) = submit_bodies(aireiter_connection)
     out_task_id = first_submit["out_task_id"]
-    assert aireiter_connection.task(out_task_id)["status"] != "completed"
+    task = aireiter_connection.task(out_task_id)
+    assert task is not None and task["status"] != "completed"
 
     # The same task instance runs again (dag.test clears it: a new try of the same run).
     from datetime import datetime, timezone

@@ -29,7 +29,7 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
         ),
         (lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", resolution="4K"), ["resolution", "'4K'", "2K", "3K"]),
         (
-            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", web_search="yes"),
+            lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", web_search="yes"),  # type: ignore[arg-type]
             ["web_search", "'yes'", "true or false"],
         ),
         (
@@ -45,7 +45,7 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
             lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["data:text/plain;base64,QQ=="]),
             ["image_url", "jpeg, png or webp"],
         ),
-        (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length="5"), ["video_length", "'5'", "integer"]),
+        (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length="5"), ["video_length", "'5'", "integer"]),  # type: ignore[arg-type]
         (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length=0), ["video_length", "at least 1"]),
         (
             lambda: Seedance15ProOperator(task_id="t", prompt="p", resolution="4K"),
@@ -57,7 +57,7 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
             ["channel", "'max'", "default", "base", "plus"],
         ),
         (
-            lambda: Veo31Operator(task_id="t", prompt="p", image_url=["https://x/a.png"]),
+            lambda: Veo31Operator(task_id="t", prompt="p", image_url=["https://x/a.png"]),  # type: ignore[arg-type]
             ["image_url", "list", "a string"],
         ),
         (lambda: Veo31Operator(task_id="t", prompt="p", end_image_url="file:///etc/passwd"), ["end_image_url", "http"]),
@@ -67,7 +67,7 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
             ["model_params.prompt", "int", "string"],
         ),
         (lambda: AireiterGenerateOperator(task_id="t", model="bad model!", model_params={}), ["model", "'bad model!'"]),
-        (lambda: AireiterGenerateOperator(task_id="t", model="x", model_params=["a"]), ["model_params", "dict"]),
+        (lambda: AireiterGenerateOperator(task_id="t", model="x", model_params=["a"]), ["model_params", "dict"]),  # type: ignore[arg-type]
         (
             lambda: AireiterGenerateOperator(task_id="t", model="x", out_task_id="has space"),
             ["out_task_id", "'has space'", "64"],
