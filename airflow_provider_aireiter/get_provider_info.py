@@ -51,12 +51,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_aireiter.operators.links.AireiterOutputLink"],
-        "plugins": [
-            {
-                "name": "aireiter_callbacks",
-                "plugin-class": "airflow_provider_aireiter.plugins.callbacks.AireiterCallbackPlugin",
-            }
-        ],
+        # The callback plugin is registered through the ``airflow.plugins`` entry point only: listing it
+        # here as well would load it twice ("already registered", a plugin import error in the UI).
         "connection-types": [
             {
                 "connection-type": "aireiter",

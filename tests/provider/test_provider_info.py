@@ -50,6 +50,28 @@ def test_entry_points_registered() -> None:
     assert any(ep.name == "aireiter_callbacks" for ep in entry_points(group="airflow.plugins"))
 
 
+def test_callback_plugin_loads_once_without_import_errors() -> None:
+    """Loaded once: a second registration shows up in Airflow's UI as a plugin import error."""
+    script = (
+        "import json\n"
+        "from airflow import plugins_manager\n"
+        "plugins, errors = plugins_manager._get_plugins()\n"
+        "print(json.dumps({'names': [p.name for p in plugins], 'errors': errors}))\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "False"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=Path(__file__).parents[2],
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["names"].count("aireiter_callbacks") == 1
+    assert found["errors"] == {}, found["errors"]
+
+
 def test_callback_secret_name_is_masked_by_airflow() -> None:
     from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
 
