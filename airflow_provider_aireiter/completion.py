@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aireiter.exceptions import (
     AireiterResponseError,
     AireiterTaskFailedError,
-    AireiterTimeoutError,
     error_for_reason,
 )
 from airflow_provider_aireiter.models import SubmitResult, TaskInfo
+from airflow_provider_aireiter.waiting import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
@@ -94,17 +94,9 @@ def task_from_event(event: Any, out_task_id: str | None) -> TaskInfo:
     if status == "success" and task is not None:
         return task
     if status == "failed" and task is not None:
-        from airflow_provider_aireiter.hooks.aireiter import raise_if_failed
-
         raise_if_failed(task)
     if status == "timeout":
-        last = task.status if task is not None else "not yet visible"
-        raise AireiterTimeoutError(
-            f"Gave up waiting for AIReiter task {out_task_id!r} (last status: {last}). The remote task may "
-            f"still finish: resume with AireiterTaskSensor(out_task_id={out_task_id!r}) or clear this task "
-            "(it reattaches instead of paying again).",
-            out_task_id=out_task_id,
-        )
+        raise timeout_error(str(out_task_id), None, task)
     if status == "error":
         raise error_for_reason(event.get("reason"), message, out_task_id=out_task_id)
     raise AireiterTaskFailedError(message or f"AIReiter task {out_task_id!r} failed.", out_task_id=out_task_id)
@@ -120,8 +112,6 @@ def finish(
     log: Any,
 ) -> dict[str, Any]:
     """Check the final task, download its outputs, record asset extras, and return the result dict."""
-    from airflow_provider_aireiter.hooks.aireiter import raise_if_failed
-
     raise_if_failed(info)
     out_id = info.out_task_id or "aireiter"
     outputs: list[dict[str, Any]] = []

@@ -123,6 +123,17 @@ class SubmitResult(_Model):
     created_at: str | None = None
     reattached: bool = False
 
+    @classmethod
+    def reattached_to(cls, existing: TaskInfo, out_task_id: str) -> SubmitResult:
+        """The result of a submit that found the task already there (nothing new was created)."""
+        return cls(
+            out_task_id=out_task_id,
+            task_id=existing.task_id,
+            status=existing.status,
+            created_at=existing.created_at,
+            reattached=True,
+        )
+
 
 class TaskOutput(_Model):
     """One generated file, as the service lists it."""

@@ -170,20 +170,14 @@ class AireiterGenerateOperator(BaseOperator):
                     candidate,
                     existing.status,
                 )
-                return SubmitResult(
-                    out_task_id=candidate,
-                    task_id=existing.task_id,
-                    status=existing.status,
-                    created_at=existing.created_at,
-                    reattached=True,
-                )
+                return SubmitResult.reattached_to(existing, candidate)
             last_failed = existing
             self.log.info(
                 "Earlier attempt %s failed remotely (%s); trying the next attempt id.", candidate, existing.error
             )
         # Every id up to this try exists and failed: this try's own id already failed (a manual re-run).
         assert last_failed is not None
-        from airflow_provider_aireiter.hooks.aireiter import raise_if_failed
+        from airflow_provider_aireiter.waiting import raise_if_failed
 
         raise_if_failed(last_failed)
         raise AssertionError("unreachable")

@@ -72,8 +72,9 @@ class AireiterTaskTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_aireiter.hooks.aireiter import AireiterHook, StatusWatcher
+        from airflow_provider_aireiter.hooks.aireiter import AireiterHook
         from airflow_provider_aireiter.retry import RetryPolicy
+        from airflow_provider_aireiter.waiting import StatusWatcher
 
         # Retries are counted here (consecutive failures across polls), not inside each query.
         policy = RetryPolicy(max_attempts=self.max_consecutive_errors)
