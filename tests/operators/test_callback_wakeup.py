@@ -1,0 +1,61 @@
+"""A callback wake-up is only a signal: the truth comes from the query endpoint, the body is not trusted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
+from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+from airflow_provider_aireiter.operators.aireiter import Seedance15ProOperator
+from airflow_provider_aireiter.sensors.aireiter import AireiterTaskSensor
+from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
+from tests.operators.dagtest_helpers import run_dag
+
+#: what a forged or early callback would claim
+CLAIMS_SUCCESS = {"status": "callback", "out_task_id": "", "task": {"status": "completed", "output": [{"url": "x"}]}}
+
+
+def _submit(emu: Emulator, out_task_id: str) -> None:
+    AireiterHook().submit("seedance_1_5_pro", {"prompt": "x"}, out_task_id)
+
+
+@pytest.mark.aireiter_emulator(speed=1)
+def test_callback_for_a_running_task_defers_again_with_the_same_deadline(aireiter_connection: Emulator) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    _submit(aireiter_connection, "still-running")
+    op = Seedance15ProOperator(task_id="v", prompt="x")
+    deadline = time.time() + 600
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute_complete({}, event={**CLAIMS_SUCCESS, "out_task_id": "still-running"}, deadline=deadline)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, AireiterTaskTrigger)
+    assert trigger.out_task_id == "still-running" and trigger.deadline == deadline
+    assert aireiter_connection.query_count("still-running") == 1  # it asked the service
+
+
+@pytest.mark.aireiter_emulator(speed=1)
+def test_callback_for_a_failed_task_fails_whatever_the_body_says(aireiter_connection: Emulator) -> None:
+    _submit(aireiter_connection, "really-failed")
+    aireiter_connection.complete_task("really-failed", status="failed", error="rejected by review")
+    sensor = AireiterTaskSensor(task_id="s", out_task_id="really-failed")
+    with pytest.raises(AireiterTaskFailedError, match="rejected by review"):
+        sensor.execute_complete({}, event={**CLAIMS_SUCCESS, "out_task_id": "really-failed"})
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_sensor_in_reschedule_mode(aireiter_connection: Emulator, tmp_path: Path, logs: Any) -> None:
+    body = """
+    submit = SeedreamV5LiteOperator(task_id="submit", prompt="x", wait_for_completion=False, out_task_id="resched-1")
+    wait = AireiterTaskSensor(task_id="wait", out_task_id="resched-1", mode="reschedule", poke_interval=1, timeout=60)
+    submit >> wait
+    collect({"wait": wait.output})
+    """
+    state, results = run_dag("sense_reschedule", body, tmp_path)
+    assert state == "success", logs()[-3000:]
+    assert results["wait"]["status"] == "completed" and results["wait"]["out_task_id"] == "resched-1"
