@@ -19,8 +19,7 @@ from airflow_provider_aireiter.waiting import raise_if_failed, timeout_error
 if TYPE_CHECKING:
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 
-#: XCom key holding the first output URL (for the operator extra link)
-OUTPUT_URL_XCOM_KEY = "aireiter_output_url"
+from airflow_provider_aireiter.operators.links import OUTPUT_URL_XCOM_KEY
 
 
 def output_directory(output_path: Any) -> Any:

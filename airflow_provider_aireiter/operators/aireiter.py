@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
 
-from airflow_provider_aireiter.completion import finish, resolve_event, submitted_dict
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
-from airflow_provider_aireiter.models import StatusKind, SubmitResult, TaskInfo
 from airflow_provider_aireiter.operators.links import AireiterOutputLink
 from airflow_provider_aireiter.params import VEO31_CHANNELS, model_kind, validate_params
 from airflow_provider_aireiter.task_ids import attempt_id, check_out_task_id, default_out_task_id
@@ -26,6 +24,10 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    from airflow_provider_aireiter.models import SubmitResult, TaskInfo
+
+# The run-time modules (the hook, pydantic models, the finish step) are imported inside the methods
+# that use them: a DAG file importing this module should not pay for them at every parse.
 
 #: default seconds to wait, by model kind
 DEFAULT_TIMEOUTS = {"image": 15 * 60.0, "video": 60 * 60.0}
@@ -156,6 +158,8 @@ class AireiterGenerateOperator(BaseOperator):
         Try ``n`` looks at ids ``base``, ``base-r2`` ... ``base-r<n>`` in order: the first unknown one is
         submitted; a running or completed one is reattached; a failed one moves on to the next id.
         """
+        from airflow_provider_aireiter.models import StatusKind, SubmitResult
+
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
         last_failed: TaskInfo | None = None
@@ -208,6 +212,8 @@ class AireiterGenerateOperator(BaseOperator):
         out_task_id = submitted.out_task_id
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
         if not self.wait_for_completion:
+            from airflow_provider_aireiter.completion import submitted_dict
+
             return submitted_dict(submitted, str(self.model))
         timeout = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
         deadline = time.time() + timeout
@@ -254,6 +260,8 @@ class AireiterGenerateOperator(BaseOperator):
         Woken by a completion callback, it asks the service; a task still running is deferred again
         with the same deadline.
         """
+        from airflow_provider_aireiter.completion import resolve_event
+
         hook = self._hook()
         # dag.test() replaces the defer kwargs with the event; the event names the task too.
         out_task_id = out_task_id or (event.get("out_task_id") if isinstance(event, dict) else None)
@@ -265,6 +273,8 @@ class AireiterGenerateOperator(BaseOperator):
         return self._finish(hook, info, context)
 
     def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+        from airflow_provider_aireiter.completion import finish
+
         return finish(hook, info, output_path=self.output_path, context=context, outlets=self.outlets, log=self.log)
 
     def on_kill(self) -> None:

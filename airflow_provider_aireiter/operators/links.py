@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
-from airflow_provider_aireiter.completion import OUTPUT_URL_XCOM_KEY
+#: XCom key holding the first output URL of a finished task
+OUTPUT_URL_XCOM_KEY = "aireiter_output_url"
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined]

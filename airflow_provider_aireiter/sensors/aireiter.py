@@ -10,10 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 
-from airflow_provider_aireiter.completion import finish, resolve_event
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
-from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
-from airflow_provider_aireiter.models import StatusKind, TaskInfo
 from airflow_provider_aireiter.operators.links import AireiterOutputLink
 from airflow_provider_aireiter.task_ids import check_out_task_id
 
@@ -21,6 +18,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    from airflow_provider_aireiter.models import TaskInfo
 
 
 class AireiterTaskSensor(BaseSensorOperator):
@@ -111,6 +109,9 @@ class AireiterTaskSensor(BaseSensorOperator):
         self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger fired (or a callback woke the task: then the service is asked)."""
+        from airflow_provider_aireiter.completion import resolve_event
+        from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
+
         hook = self._hook()
         try:
             info = resolve_event(hook, event, self.out_task_id)
@@ -125,6 +126,9 @@ class AireiterTaskSensor(BaseSensorOperator):
         return self._finish(hook, info, context)
 
     def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+        from airflow_provider_aireiter.completion import finish
+        from airflow_provider_aireiter.models import StatusKind
+
         if info.kind is StatusKind.FAILURE:
             self._skip_if_soft_fail(info)
         return finish(hook, info, output_path=self.output_path, context=context, outlets=self.outlets, log=self.log)
