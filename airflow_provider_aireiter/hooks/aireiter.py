@@ -284,9 +284,10 @@ class AireiterHook(BaseHook):
 
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
+        policy = self.retry_policy
+        self.retry_policy = RetryPolicy(max_attempts=1)  # the button should answer at once
         try:
             settings = self.settings
-            self.retry_policy = RetryPolicy(max_attempts=1)
             self.query(out_task_id="airflow-connection-test")
         except AireiterTaskNotFoundError:
             return True, f"Connected to AIReiter at {settings.base_url}; the API key was accepted."
@@ -296,6 +297,8 @@ class AireiterHook(BaseHook):
             return False, f"Cannot reach AIReiter: {exc.message}"
         except AireiterError as exc:
             return False, exc.message
+        finally:
+            self.retry_policy = policy
         return True, f"Connected to AIReiter at {settings.base_url}."
 
     def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
