@@ -228,3 +228,18 @@ def test_unknown_out_task_id_makes_the_sensor_wait_then_time_out(
     logs = logs()
     assert logs.count("does not know task never-submitted yet") == 1
     assert aireiter_connection.query_count("never-submitted") >= 3
+
+
+def test_retry_after_a_remote_failure_submits_a_new_attempt(aireiter_connection: Emulator, tmp_path: Path) -> None:
+    """A failed remote task is not reattached: the retry submits again under <out_task_id>-r2."""
+    aireiter_connection.faults.script("submit", [{"kind": "task_failure", "message": "transient model error"}])
+    body = """
+    image = SeedreamV5LiteOperator(task_id="image", prompt="x", poll_interval=0.1, retries=1,
+                                   retry_delay=timedelta(seconds=0))
+    collect({"image": image.output})
+    """
+    state, results = run_dag("retry_after_failure", body, tmp_path)
+    assert state == "success"
+    first, second = (b["out_task_id"] for b in submit_bodies(aireiter_connection))
+    assert second == first + "-r2" and results["image"]["out_task_id"] == second
+    assert aireiter_connection.task(first)["status"] == "failed"  # type: ignore[index]
