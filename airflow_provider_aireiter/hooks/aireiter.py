@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,7 +37,6 @@ from airflow_provider_aireiter.retry import RetryPolicy
 from airflow_provider_aireiter.waiting import StatusWatcher, raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
-    import httpx
     import requests
 
     from airflow_provider_aireiter.hooks.downloads import DownloadedFile
@@ -362,12 +362,16 @@ class AireiterHook(BaseHook):
     ) -> dict[str, Any]:
         import httpx
 
-        client = _shared_async_client()
+        pool = _loop_pool()
         timeout = self._timeout if self._timeout is not None else settings.timeout
         try:
-            response = await client.post(
-                settings.api_url + path, json=body, headers=self._headers(settings), timeout=timeout
-            )
+            # Wait for a free slot here, outside httpx: its pool rescans every queued request whenever a
+            # connection frees up (quadratic with thousands of triggers), and time spent queued would
+            # count against the request timeout and look like a network failure.
+            async with pool.slots:
+                response = await pool.client.post(
+                    settings.api_url + path, json=body, headers=self._headers(settings), timeout=timeout
+                )
         except httpx.ConnectError:
             raise _network_error(what, "could not connect", sent=False, out_task_id=out_task_id) from None
         except httpx.TimeoutException:
@@ -380,25 +384,35 @@ class AireiterHook(BaseHook):
 # -------------------------------------------------------------------- helpers
 
 
-_ASYNC_CLIENTS: dict[int, httpx.AsyncClient] = {}
+#: HTTP requests in flight at once per event loop (and connections kept to the service)
+MAX_CONCURRENT_REQUESTS = 32
 
 
-def _shared_async_client() -> httpx.AsyncClient:
-    """One pooled client per running event loop (a triggerer runs all its triggers in one loop)."""
-    import httpx
+class _LoopPool:
+    """The HTTP client and the request slots shared by every trigger of one event loop."""
 
-    loop = asyncio.get_running_loop()
-    key = id(loop)
-    client = _ASYNC_CLIENTS.get(key)
-    if client is None or client.is_closed:
-        for stale in [k for k in _ASYNC_CLIENTS if k != key]:
-            _ASYNC_CLIENTS.pop(stale, None)
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    def __init__(self) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive_connections=MAX_CONCURRENT_REQUESTS
+            ),
             follow_redirects=False,
         )
-        _ASYNC_CLIENTS[key] = client
-    return client
+        self.slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+
+
+def _loop_pool() -> _LoopPool:
+    """One pool per running event loop (a triggerer runs all its triggers in one loop); gone with the loop."""
+    loop = asyncio.get_running_loop()
+    pool = _POOLS.get(loop)
+    if pool is None or pool.client.is_closed:
+        pool = _POOLS[loop] = _LoopPool()
+    return pool
 
 
 def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:

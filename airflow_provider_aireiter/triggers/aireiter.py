@@ -83,7 +83,6 @@ class AireiterTaskTrigger(BaseTrigger):
         failures = 0
         info = None
         while True:
-            wait = self.poll_interval
             try:
                 info = await hook.afind_task(self.out_task_id)
             except AireiterError as error:
@@ -101,6 +100,8 @@ class AireiterTaskTrigger(BaseTrigger):
                 self.log.warning("Query of %s failed (%s); retrying in %.1fs", self.out_task_id, error.message, wait)
             else:
                 failures = 0
+                # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
+                wait = self.poll_interval * random.uniform(0.9, 1.1)
                 watcher.observe(info)
                 if info is not None and info.is_terminal:
                     status = "success" if info.kind.value == "success" else "failed"
