@@ -753,7 +753,7 @@ Notes
   key and content type sent as headers from the http connection's extra), answered by the emulator's
   own query code and counted by its request counters, but with HTTP 404 until the task completed.
   The peer makes one aiohttp ClientSession (a new TCP connection) per poll and logs a warning for each
-  404; AireiterTaskTrigger shares one pooled httpx client per loop (at most 64 connections).
+  404; AireiterTaskTrigger shares one pooled httpx client per loop (at most 32 requests at once).
 * Machine is shared and noisy; single run per configuration; treat differences under ~20 % as noise.
 """.rstrip()
 

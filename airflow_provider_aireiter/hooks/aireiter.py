@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections.abc import Callable
@@ -145,7 +146,8 @@ class AireiterHook(BaseHook):
         return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
 
     def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
-        self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
+        if self.log.isEnabledFor(logging.DEBUG):  # the preview costs something on every poll
+            self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
         error = error_for_http_status(status, headers.get("Retry-After"), what=what, out_task_id=out_task_id)
         if error is not None:
             if isinstance(error, AireiterAuthError | AireiterTransientError):
