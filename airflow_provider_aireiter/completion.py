@@ -14,12 +14,11 @@ from airflow_provider_aireiter.exceptions import (
     error_for_reason,
 )
 from airflow_provider_aireiter.models import SubmitResult, TaskInfo
+from airflow_provider_aireiter.operators.links import OUTPUT_URL_XCOM_KEY
 from airflow_provider_aireiter.waiting import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-
-from airflow_provider_aireiter.operators.links import OUTPUT_URL_XCOM_KEY
 
 
 def output_directory(output_path: Any) -> Any:
@@ -34,7 +33,7 @@ def output_directory(output_path: Any) -> Any:
     return ObjectStoragePath(text)
 
 
-def result_dict(info: TaskInfo, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def result_dict(info: TaskInfo, outputs: list[dict[str, Any]]) -> dict[str, Any]:
     """The small plain-JSON dict returned to XCom: ids, status, credits, times and outputs (never bytes)."""
     return {
         "out_task_id": info.out_task_id,
@@ -44,7 +43,7 @@ def result_dict(info: TaskInfo, outputs: list[dict[str, Any]] | None = None) -> 
         "credits_used": info.credits_used,
         "created_at": info.created_at,
         "completed_at": info.completed_at,
-        "outputs": outputs if outputs is not None else [{"url": url} for url in info.output_urls],
+        "outputs": outputs,
     }
 
 

@@ -134,15 +134,14 @@ class AireiterHook(BaseHook):
         try:
             response = self.get_conn().post(url, json=body, timeout=self.timeout)
         except requests.exceptions.ConnectTimeout:
-            raise _network_error(what, "timed out connecting", sent=False, out_task_id=out_task_id) from None
+            raise _network_error(what, "timed out connecting", out_task_id=out_task_id) from None
         except requests.exceptions.ReadTimeout:
-            raise _network_error(what, "timed out waiting for the answer", sent=True, out_task_id=out_task_id) from None
+            raise _network_error(what, "timed out waiting for the answer", out_task_id=out_task_id) from None
         except requests.exceptions.ConnectionError as exc:
-            sent = not _is_connect_failure(exc)
-            detail = "connection was reset or closed" if sent else "could not connect"
-            raise _network_error(what, detail, sent=sent, out_task_id=out_task_id) from None
+            detail = "could not connect" if _is_connect_failure(exc) else "connection was reset or closed"
+            raise _network_error(what, detail, out_task_id=out_task_id) from None
         except requests.exceptions.RequestException as exc:
-            raise _network_error(what, type(exc).__name__, sent=True, out_task_id=out_task_id) from None
+            raise _network_error(what, type(exc).__name__, out_task_id=out_task_id) from None
         return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
 
     def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
@@ -375,11 +374,11 @@ class AireiterHook(BaseHook):
                     settings.api_url + path, json=body, headers=self._headers(settings), timeout=timeout
                 )
         except httpx.ConnectError:
-            raise _network_error(what, "could not connect", sent=False, out_task_id=out_task_id) from None
+            raise _network_error(what, "could not connect", out_task_id=out_task_id) from None
         except httpx.TimeoutException:
-            raise _network_error(what, "timed out", sent=True, out_task_id=out_task_id) from None
+            raise _network_error(what, "timed out", out_task_id=out_task_id) from None
         except httpx.HTTPError as exc:
-            raise _network_error(what, type(exc).__name__, sent=True, out_task_id=out_task_id) from None
+            raise _network_error(what, type(exc).__name__, out_task_id=out_task_id) from None
         return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
 
 
@@ -443,11 +442,10 @@ def _is_connect_failure(exc: Exception) -> bool:
     return False
 
 
-def _network_error(what: str, detail: str, *, sent: bool, out_task_id: str | None) -> AireiterTransientError:
-    error = AireiterTransientError(
+def _network_error(what: str, detail: str, *, out_task_id: str | None) -> AireiterTransientError:
+    # A submit that failed this way is never re-sent before the service is asked (see submit()).
+    return AireiterTransientError(
         f"Network problem on {what}: {detail}. Check that the AIReiter base URL is reachable from this "
         "machine; the call is retried where safe.",
         out_task_id=out_task_id,
     )
-    error.request_maybe_sent = sent  # type: ignore[attr-defined]
-    return error
