@@ -116,9 +116,8 @@ def _count_calls(owner: type, name: str, counter: list[int]) -> None:
 def _trigger_factory(kind: str, poll: float, deadline: float, polls: list[int]) -> Callable[[str], Any]:
     """Import what ``kind`` needs (before the baseline), count its polls, return a trigger maker."""
     if kind == AIREITER:
-        import httpx  # noqa: F401  (the hook imports it on the first poll)
-
-        from airflow_provider_aireiter import retry  # noqa: F401
+        from airflow_provider_aireiter import retry  # noqa: F401  (imported by the trigger on its first run)
+        from airflow_provider_aireiter.hooks import async_http  # noqa: F401  (by the hook on its first poll)
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
@@ -699,7 +698,7 @@ def print_targets(results: dict[tuple[str, int], Run], args: argparse.Namespace)
 
 
 def _versions() -> str:
-    names = ("apache-airflow", "airflow-provider-aireiter", "apache-airflow-providers-http", "httpx", "aiohttp")
+    names = ("apache-airflow", "airflow-provider-aireiter", "apache-airflow-providers-http", "aiohttp")
     found = []
     for name in names:
         try:
@@ -753,7 +752,8 @@ Notes
   key and content type sent as headers from the http connection's extra), answered by the emulator's
   own query code and counted by its request counters, but with HTTP 404 until the task completed.
   The peer makes one aiohttp ClientSession (a new TCP connection) per poll and logs a warning for each
-  404; AireiterTaskTrigger shares one pooled httpx client per loop (at most 32 requests at once).
+  404; AireiterTaskTrigger's polls share one pool of keep-alive connections per event loop (the
+  provider's own small HTTP/1.1 client, at most 32 requests at once).
 * Machine is shared and noisy; single run per configuration; treat differences under ~20 % as noise.
 """.rstrip()
 

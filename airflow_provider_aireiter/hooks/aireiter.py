@@ -1,8 +1,9 @@
-"""``AireiterHook``: every HTTP call to AIReiter, sync (``requests``) and async (``httpx``), retries included."""
+"""``AireiterHook``: every HTTP call to AIReiter, sync (``requests``) and async (for triggers), retries included."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import weakref
@@ -50,8 +51,9 @@ USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider
 class AireiterHook(BaseHook):
     """Talk to the AIReiter API through an ``aireiter`` connection.
 
-    One ``requests.Session`` per hook (connections are reused); the async path shares one
-    ``httpx.AsyncClient`` per event loop, so thousands of triggers use a small connection pool.
+    One ``requests.Session`` per hook (connections are reused); the async path shares one small
+    keep-alive connection pool per event loop (:mod:`.async_http`), so thousands of triggers use a
+    few connections.
 
     :param aireiter_conn_id: the ``aireiter`` connection (host = base URL, password = API key).
     :param retry_policy: how transient failures are retried (5 tries with exponential backoff by default).
@@ -137,6 +139,9 @@ class AireiterHook(BaseHook):
             raise _network_error(what, "timed out connecting", out_task_id=out_task_id) from None
         except requests.exceptions.ReadTimeout:
             raise _network_error(what, "timed out waiting for the answer", out_task_id=out_task_id) from None
+        except requests.exceptions.SSLError as exc:
+            detail = "TLS certificate check failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
+            raise _network_error(what, detail, out_task_id=out_task_id) from None
         except requests.exceptions.ConnectionError as exc:
             detail = "could not connect" if _is_connect_failure(exc) else "connection was reset or closed"
             raise _network_error(what, detail, out_task_id=out_task_id) from None
@@ -147,16 +152,17 @@ class AireiterHook(BaseHook):
     def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
         if self.log.isEnabledFor(logging.DEBUG):  # the preview costs something on every poll
             self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
-        error = error_for_http_status(status, headers.get("Retry-After"), what=what, out_task_id=out_task_id)
+        # Header names in lower case: the async client's dict has them so; requests' and httpx's ignore case.
+        error = error_for_http_status(status, headers.get("retry-after"), what=what, out_task_id=out_task_id)
         if error is not None:
             if isinstance(error, AireiterAuthError | AireiterTransientError):
                 raise error
             # Any other status: the body may still be the service's envelope (it says more).
             try:
-                decode_envelope(content, headers.get("Content-Type"), what=what)
+                decode_envelope(content, headers.get("content-type"), what=what)
             except AireiterResponseError:
                 raise error from None
-        payload = decode_envelope(content, headers.get("Content-Type"), what=what)
+        payload = decode_envelope(content, headers.get("content-type"), what=what)
         return payload
 
     def _retrying(self, call: Callable[[], T], *, what: str, before_retry: Callable[[], T | None] | None = None) -> T:
@@ -328,7 +334,7 @@ class AireiterHook(BaseHook):
     # ---------------------------------------------------------------- async API (triggers)
 
     async def aquery(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
-        """Async :meth:`query` for triggers: ``httpx`` and Airflow's async connection access."""
+        """Async :meth:`query` for triggers: the loop's shared connection pool and Airflow's async connection access."""
         body = _query_body(out_task_id, task_id)
         what = f"the query of {out_task_id or task_id!r}"
         settings = await self.aget_settings()
@@ -361,18 +367,41 @@ class AireiterHook(BaseHook):
         what: str,
         out_task_id: str | None,
     ) -> dict[str, Any]:
-        import httpx
+        from airflow_provider_aireiter.hooks.async_http import HttpClientError
 
         pool = _loop_pool()
+        url = settings.api_url + path
         timeout = self._timeout if self._timeout is not None else settings.timeout
+        headers = self._headers(settings)
+        if pool.proxy_for(url) is not None:
+            return await self._apost_via_httpx(pool, url, body, headers, timeout, what=what, out_task_id=out_task_id)
+        headers["Content-Type"] = "application/json"
+        try:
+            response = await pool.http.post(url, json.dumps(body, separators=(",", ":")).encode(), headers, timeout)
+        except HttpClientError as exc:
+            raise _network_error(what, exc.detail, out_task_id=out_task_id) from None
+        return self._read(response.status, response.headers, response.body, what=what, out_task_id=out_task_id)
+
+    async def _apost_via_httpx(
+        self,
+        pool: _LoopPool,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        timeout: float,
+        *,
+        what: str,
+        out_task_id: str | None,
+    ) -> dict[str, Any]:
+        """The async POST through a proxy: httpx, which reads the proxy settings from the environment."""
+        import httpx
+
         try:
             # Wait for a free slot here, outside httpx: its pool rescans every queued request whenever a
             # connection frees up (quadratic with thousands of triggers), and time spent queued would
             # count against the request timeout and look like a network failure.
             async with pool.slots:
-                response = await pool.client.post(
-                    settings.api_url + path, json=body, headers=self._headers(settings), timeout=timeout
-                )
+                response = await pool.httpx_client().post(url, json=body, headers=headers, timeout=timeout)
         except httpx.ConnectError:
             raise _network_error(what, "could not connect", out_task_id=out_task_id) from None
         except httpx.TimeoutException:
@@ -390,18 +419,37 @@ MAX_CONCURRENT_REQUESTS = 32
 
 
 class _LoopPool:
-    """The HTTP client and the request slots shared by every trigger of one event loop."""
+    """The HTTP connections shared by every trigger of one event loop.
+
+    Polls go through the small keep-alive client of :mod:`.async_http`; when the environment names
+    a proxy for the URL, through httpx instead (created only then).
+    """
 
     def __init__(self) -> None:
-        import httpx
+        from airflow_provider_aireiter.hooks.async_http import ConnectionPool
 
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive_connections=MAX_CONCURRENT_REQUESTS
-            ),
-            follow_redirects=False,
-        )
+        self.http = ConnectionPool(MAX_CONCURRENT_REQUESTS)
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self._httpx: Any = None
+        self._proxies: dict[str, str | None] = {}
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url``, read from the environment once per URL and loop."""
+        if url not in self._proxies:
+            from airflow_provider_aireiter.hooks.async_http import proxy_for
+
+            self._proxies[url] = proxy_for(url)
+        return self._proxies[url]
+
+    def httpx_client(self) -> Any:
+        if self._httpx is None:
+            import httpx
+
+            limits = httpx.Limits(
+                max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive_connections=MAX_CONCURRENT_REQUESTS
+            )
+            self._httpx = httpx.AsyncClient(limits=limits, follow_redirects=False)
+        return self._httpx
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
@@ -411,7 +459,7 @@ def _loop_pool() -> _LoopPool:
     """One pool per running event loop (a triggerer runs all its triggers in one loop); gone with the loop."""
     loop = asyncio.get_running_loop()
     pool = _POOLS.get(loop)
-    if pool is None or pool.client.is_closed:
+    if pool is None:
         pool = _POOLS[loop] = _LoopPool()
     return pool
 

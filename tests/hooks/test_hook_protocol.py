@@ -89,12 +89,16 @@ def test_gpt_image_2_official_envelope(scripted: ScriptedServer) -> None:
         (Answer(200, b'{"ok": true, "statusCo'), AireiterResponseError, 4),
     ],
 )
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_query_errors_and_which_are_retried(
-    scripted: ScriptedServer, answer: Answer, error: type[Exception], requests_made: int
+    scripted: ScriptedServer, answer: Answer, error: type[Exception], requests_made: int, mode: str
 ) -> None:
     scripted.default = answer
     with pytest.raises(error) as caught:
-        hook().query(out_task_id="t1")
+        if mode == "sync":
+            hook().query(out_task_id="t1")
+        else:
+            asyncio.run(hook().aquery(out_task_id="t1"))
     assert len(scripted.received) == requests_made
     assert API_KEY not in str(caught.value)
 
@@ -105,13 +109,15 @@ def test_unknown_task_is_none_for_find_and_an_error_for_query(scripted: Scripted
         hook().query(out_task_id="nope")
 
 
-def test_retry_after_is_honoured_then_success(scripted: ScriptedServer) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_retry_after_is_honoured_then_success(scripted: ScriptedServer, mode: str) -> None:
     scripted.add(Answer(429, "{}", {"Retry-After": "0.15"}), ok({"out_task_id": "t1", "status": "processing"}))
     policy = FAST_RETRIES.__class__(max_attempts=3, base_delay=0.001, max_delay=0.001, max_retry_after=5)
     import time
 
     started = time.monotonic()
-    info = AireiterHook(retry_policy=policy).query(out_task_id="t1")
+    h = AireiterHook(retry_policy=policy)
+    info = h.query(out_task_id="t1") if mode == "sync" else asyncio.run(h.aquery(out_task_id="t1"))
     assert info.status == "processing"
     assert time.monotonic() - started >= 0.15
 
