@@ -242,6 +242,7 @@ class AireiterGenerateOperator(BaseOperator):
                 deadline=deadline,
                 aireiter_conn_id=self.aireiter_conn_id,
                 poll_interval=interval,
+                first_poll_at=time.time() + interval,  # this task has just asked
             ),
             method_name="execute_complete",
             kwargs={"out_task_id": out_task_id, "deadline": deadline},

@@ -89,6 +89,7 @@ class AireiterTaskSensor(BaseSensorOperator):
                 deadline=deadline,
                 aireiter_conn_id=self.aireiter_conn_id,
                 poll_interval=interval,
+                first_poll_at=time.time() + interval,  # this task has just asked
             ),
             method_name="execute_complete",
             kwargs={"deadline": deadline},

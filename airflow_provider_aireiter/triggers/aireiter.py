@@ -31,6 +31,8 @@ class AireiterTaskTrigger(BaseTrigger):
     :param aireiter_conn_id: the ``aireiter`` connection.
     :param poll_interval: seconds between queries.
     :param max_consecutive_errors: transient query failures in a row before an ``error`` event.
+    :param first_poll_at: epoch seconds before which not to query (the deferring task has just asked);
+        0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class AireiterTaskTrigger(BaseTrigger):
         aireiter_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
         max_consecutive_errors: int = 5,
+        first_poll_at: float = 0.0,
     ) -> None:
         super().__init__()
         self.out_task_id = out_task_id
@@ -47,6 +50,7 @@ class AireiterTaskTrigger(BaseTrigger):
         self.aireiter_conn_id = aireiter_conn_id
         self.poll_interval = float(poll_interval)
         self.max_consecutive_errors = int(max_consecutive_errors)
+        self.first_poll_at = float(first_poll_at)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -57,6 +61,7 @@ class AireiterTaskTrigger(BaseTrigger):
                 "aireiter_conn_id": self.aireiter_conn_id,
                 "poll_interval": self.poll_interval,
                 "max_consecutive_errors": self.max_consecutive_errors,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -82,6 +87,9 @@ class AireiterTaskTrigger(BaseTrigger):
         watcher = StatusWatcher(self.log, self.out_task_id, time.time())
         failures = 0
         info = None
+        first_wait = min(self.first_poll_at, self.deadline) - time.time()
+        if first_wait > 0:
+            await asyncio.sleep(first_wait)
         while True:
             try:
                 info = await hook.afind_task(self.out_task_id)

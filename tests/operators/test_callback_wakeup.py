@@ -29,14 +29,33 @@ def test_callback_for_a_running_task_defers_again_with_the_same_deadline(aireite
     from airflow.sdk.exceptions import TaskDeferred
 
     _submit(aireiter_connection, "still-running")
-    op = Seedance15ProOperator(task_id="v", prompt="x")
+    op = Seedance15ProOperator(task_id="v", prompt="x", poll_interval=40)
     deadline = time.time() + 600
+    before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute_complete({}, event={**CLAIMS_SUCCESS, "out_task_id": "still-running"}, deadline=deadline)
     trigger = deferred.value.trigger
     assert isinstance(trigger, AireiterTaskTrigger)
     assert trigger.out_task_id == "still-running" and trigger.deadline == deadline
     assert aireiter_connection.query_count("still-running") == 1  # it asked the service
+    # ... so the trigger does not ask again before a poll interval has passed
+    assert before + 40 <= trigger.first_poll_at <= time.time() + 40
+
+
+@pytest.mark.aireiter_emulator(speed=1)
+def test_deferred_sensor_does_not_repeat_the_query_it_just_made(aireiter_connection: Emulator) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    _submit(aireiter_connection, "just-asked")
+    sensor = AireiterTaskSensor(task_id="s", out_task_id="just-asked", deferrable=True, poke_interval=30, timeout=600)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, AireiterTaskTrigger)
+    assert aireiter_connection.query_count("just-asked") == 1
+    assert before + 30 <= trigger.first_poll_at <= time.time() + 30
+    assert before + 600 <= trigger.deadline <= time.time() + 600
 
 
 @pytest.mark.aireiter_emulator(speed=1)

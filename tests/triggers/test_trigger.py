@@ -34,7 +34,9 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
     from airflow.sdk.module_loading import import_string
     from airflow.serialization.serialized_objects import BaseSerialization
 
-    original = trigger(deadline=1_900_000_000.5, aireiter_conn_id="my_conn", poll_interval=7)
+    original = trigger(
+        deadline=1_900_000_000.5, aireiter_conn_id="my_conn", poll_interval=7, first_poll_at=1_899_999_000.25
+    )
     classpath, kwargs = original.serialize()
     encoded = BaseSerialization.serialize(kwargs)
     restored_kwargs = BaseSerialization.deserialize(encoded)
@@ -116,6 +118,29 @@ def test_restart_keeps_the_same_deadline(scripted: ScriptedServer) -> None:
     (event,) = run_trigger(restarted)
     assert event["status"] == "timeout"
     assert time.time() - resumed_at < 0.55  # only what was left of the 0.6 s, not a new 0.6 s
+
+
+def test_first_query_waits_for_first_poll_at(scripted: ScriptedServer) -> None:
+    """The deferring task has just asked: the trigger's first query waits for ``first_poll_at``."""
+    scripted.default = ok({"out_task_id": "t1", "status": "completed", "output": []})
+    started = time.time()
+    (event,) = run_trigger(trigger(first_poll_at=started + 0.4))
+    assert event["status"] == "success"
+    assert time.time() - started >= 0.4
+    assert len(scripted.received) == 1
+
+
+def test_first_poll_at_in_the_past_or_after_the_deadline(scripted: ScriptedServer) -> None:
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+    started = time.time()
+    # Restarted long after it was deferred: it asks at once (then times out at its deadline).
+    (event,) = run_trigger(trigger(first_poll_at=started - 60, deadline=started + 0.2, poll_interval=5))
+    assert event["status"] == "timeout" and len(scripted.received) == 2
+    # A first poll after the deadline: one query at the deadline, then the timeout event.
+    started = time.time()
+    (event,) = run_trigger(trigger(first_poll_at=started + 60, deadline=started + 0.3))
+    assert event["status"] == "timeout" and event["task"]["status"] == "processing"
+    assert 0.3 <= time.time() - started < 3 and len(scripted.received) == 3
 
 
 def test_on_kill_says_the_remote_task_keeps_running(capfd: pytest.CaptureFixture[str]) -> None:
