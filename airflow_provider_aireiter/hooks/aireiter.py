@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
@@ -92,11 +92,18 @@ class AireiterHook(BaseHook):
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
-        """The connection's settings, read with Airflow's async connection access."""
+        """The connection's settings, read with Airflow's async connection access.
+
+        Shared by the hooks of one event loop for :data:`CONNECTION_REUSE_SECONDS`: a thousand triggers
+        starting together make one lookup (each costs a thread hop, or a trip to the triggerer's
+        supervisor), not a thousand. Each hook keeps what it read, as the sync path does.
+        """
         if self._settings is None:
-            conn = await self.aget_connection(self.aireiter_conn_id)
-            self._settings = settings_from_connection(conn)
+            self._settings = await _loop_pool().connection_settings(self.aireiter_conn_id, self._fetch_settings)
         return self._settings
+
+    async def _fetch_settings(self) -> ConnectionSettings:
+        return settings_from_connection(await self.aget_connection(self.aireiter_conn_id))
 
     @property
     def timeout(self) -> float:
@@ -416,6 +423,8 @@ class AireiterHook(BaseHook):
 
 #: HTTP requests in flight at once per event loop (and connections kept to the service)
 MAX_CONCURRENT_REQUESTS = 32
+#: how long the hooks of one event loop reuse a connection lookup
+CONNECTION_REUSE_SECONDS = 60.0
 
 
 class _LoopPool:
@@ -432,6 +441,25 @@ class _LoopPool:
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         self._httpx: Any = None
         self._proxies: dict[str, str | None] = {}
+        self._settings: dict[str, tuple[float, asyncio.Future[ConnectionSettings]]] = {}
+
+    async def connection_settings(
+        self, conn_id: str, fetch: Callable[[], Awaitable[ConnectionSettings]]
+    ) -> ConnectionSettings:
+        """``conn_id``'s settings: one ``fetch`` for every caller until the lookup is old; failures are not kept."""
+        now = time.monotonic()
+        entry = self._settings.get(conn_id)
+        if entry is None or now - entry[0] >= CONNECTION_REUSE_SECONDS:
+            lookup = asyncio.ensure_future(fetch())
+            lookup.add_done_callback(_retrieve)  # a failure nobody waits for any more is not logged as lost
+            entry = self._settings[conn_id] = (now, lookup)
+        try:
+            # shield: one caller cancelled (its trigger killed) does not cancel the others' lookup
+            return await asyncio.shield(entry[1])
+        except Exception:
+            if self._settings.get(conn_id) is entry:
+                del self._settings[conn_id]
+            raise
 
     def proxy_for(self, url: str) -> str | None:
         """The proxy for ``url``, read from the environment once per URL and loop."""
@@ -462,6 +490,11 @@ def _loop_pool() -> _LoopPool:
     if pool is None:
         pool = _POOLS[loop] = _LoopPool()
     return pool
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:

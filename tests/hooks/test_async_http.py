@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_aireiter.connection import ConnectionSettings
 from airflow_provider_aireiter.exceptions import AireiterTransientError
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook, _loop_pool
 from airflow_provider_aireiter.hooks.async_http import (
@@ -380,3 +381,38 @@ def test_hook_goes_through_the_proxy_the_environment_names(
     assert asyncio.run(AireiterHook().aquery(out_task_id="t1")).status == "processing"
     assert scripted.received[0].path == "http://aireiter.invalid/api/openapi/query"
     assert scripted.received[0].headers["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_hooks_of_one_loop_share_one_connection_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json("http://first.invalid"))
+
+    async def main() -> tuple[list[ConnectionSettings], ConnectionSettings]:
+        together = await asyncio.gather(*(AireiterHook().aget_settings() for _ in range(50)))
+        monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json("http://second.invalid"))
+        later = await AireiterHook().aget_settings()
+        return together, later
+
+    together, later = asyncio.run(main())
+    assert all(settings is together[0] for settings in together)  # fifty triggers starting together: one lookup
+    assert later is together[0]  # reused within the loop ...
+    assert asyncio.run(AireiterHook().aget_settings()).base_url == "http://second.invalid"  # ... not across loops
+
+
+def test_connection_lookup_is_read_again_when_old_and_failures_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.exceptions import AirflowNotFoundException
+
+    from airflow_provider_aireiter.hooks import aireiter
+
+    monkeypatch.setattr(aireiter, "CONNECTION_REUSE_SECONDS", 0.1)
+    monkeypatch.delenv("AIRFLOW_CONN_AIREITER_DEFAULT", raising=False)
+
+    async def main() -> tuple[str, str]:
+        with pytest.raises(AirflowNotFoundException):
+            await AireiterHook().aget_settings()
+        monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json("http://first.invalid"))
+        first = (await AireiterHook().aget_settings()).base_url  # the failure was not remembered
+        monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json("http://second.invalid"))
+        await asyncio.sleep(0.2)
+        return first, (await AireiterHook().aget_settings()).base_url
+
+    assert asyncio.run(main()) == ("http://first.invalid", "http://second.invalid")
