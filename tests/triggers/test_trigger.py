@@ -146,3 +146,31 @@ def test_first_poll_at_in_the_past_or_after_the_deadline(scripted: ScriptedServe
 def test_on_kill_says_the_remote_task_keeps_running(capfd: pytest.CaptureFixture[str]) -> None:
     asyncio.run(trigger().on_kill())
     assert "keeps running" in "".join(capfd.readouterr())
+
+
+def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
+    """Wake-ups are rounded up to a shared grid, so a busy triggerer wakes once per tick, not once per poll."""
+    from airflow_provider_aireiter.triggers.aireiter import TICK_SECONDS, _sleep_on_tick
+
+    async def main() -> tuple[list[str], list[float], float]:
+        loop = asyncio.get_running_loop()
+        # Start just after a tick, so every sleep below (0 to 0.6 of a tick) ends before the next one.
+        await _sleep_on_tick(0.0001)
+        started = loop.time()
+        order: list[str] = []
+        woke: list[float] = []
+
+        async def sleeper(fraction: float) -> None:
+            await _sleep_on_tick(TICK_SECONDS * fraction)
+            woke.append(loop.time())
+            if len(woke) == 1:
+                # Runs after every task step already queued for this turn, before anything woken later.
+                loop.call_soon(order.append, "marker")
+            order.append("woke")
+
+        await asyncio.gather(*(sleeper(i / 40) for i in range(1, 25)))
+        return order, woke, started
+
+    order, woke, started = asyncio.run(main())
+    assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
+    assert min(woke) - started >= TICK_SECONDS * 24 / 40  # none earlier than asked
