@@ -128,9 +128,17 @@ def setup_database(bulk: int) -> dict[str, Any]:
     return {"setup_seconds": round(time.monotonic() - started, 2)}
 
 
+def _decode_next_kwargs(raw: Any) -> Any:
+    """A task instance's stored ``next_kwargs`` (serde JSON, as ``Trigger.submit_event`` writes them)."""
+    try:  # Airflow 3.3.2+ names the decoder
+        from airflow.models.trigger import _decode_next_kwargs as decode
+    except ImportError:  # Airflow 3.3.0 and 3.3.1
+        from airflow.sdk.serde import deserialize as decode  # type: ignore[assignment]
+    return decode(raw)
+
+
 def states() -> dict[str, dict[str, Any]]:
     from airflow.models.taskinstance import TaskInstance
-    from airflow.models.trigger import _decode_next_kwargs
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
