@@ -6,6 +6,7 @@ check status -> download outputs -> plain-JSON result dict (XCom) -> asset-event
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aireiter.exceptions import (
@@ -63,6 +64,16 @@ def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
 
 #: event status sent by the callback receiver: "the task may be done, ask the service"
 CALLBACK_EVENT_STATUS = "callback"
+
+
+def log_wake(log: Any, event: Any, deferred_at: float | None) -> None:
+    """Say in the task log that the completion callback woke the task, and how long after the deferral."""
+    if not (isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS):
+        return
+    if deferred_at:
+        log.info("Woken by the completion callback after %.1f s.", max(0.0, time.time() - float(deferred_at)))
+    else:
+        log.info("Woken by the completion callback.")
 
 
 def resolve_event(hook: AireiterHook, event: Any, out_task_id: str | None) -> TaskInfo | None:

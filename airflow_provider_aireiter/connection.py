@@ -8,6 +8,8 @@
   it; when set, operators send a ``callback_url`` under it.
 * extra ``callback_secret``: the key that signs per-task callback tokens. Its name contains
   ``secret``, so Airflow's secrets masker hides its value in logs.
+* extras ``max_attempts``, ``retry_base_delay``, ``retry_max_delay``, ``recheck_delay``,
+  ``recheck_budget``: the hook's retry policy (see :class:`~airflow_provider_aireiter.retry.RetryPolicy`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
+from airflow_provider_aireiter.retry import RetryPolicy
 
 CONN_TYPE = "aireiter"
 DEFAULT_CONN_ID = "aireiter_default"
@@ -34,6 +37,7 @@ class ConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     callback_base_url: str | None = None
     callback_secret: str | None = field(default=None, repr=False)
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
     def api_url(self) -> str:
@@ -87,6 +91,7 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
             f"The connection {conn.conn_id!r} has timeout={timeout_raw!r}; it must be a positive number of seconds."
         ) from None
     callback_base = str(extra["callback_base_url"]).rstrip("/") if extra.get("callback_base_url") else None
+    retry_policy = _retry_policy(conn.conn_id, extra)
     return ConnectionSettings(
         conn_id=conn.conn_id,
         base_url=_base_url(conn.host, conn.port),
@@ -94,4 +99,38 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
         timeout=timeout,
         callback_base_url=callback_base,
         callback_secret=str(extra["callback_secret"]) if extra.get("callback_secret") else None,
+        retry_policy=retry_policy,
     )
+
+
+#: connection extra -> RetryPolicy field
+_RETRY_EXTRAS = {
+    "max_attempts": "max_attempts",
+    "retry_base_delay": "base_delay",
+    "retry_max_delay": "max_delay",
+    "recheck_delay": "recheck_delay",
+    "recheck_budget": "recheck_budget",
+}
+
+
+def _retry_policy(conn_id: str, extra: dict[str, Any]) -> RetryPolicy:
+    values: dict[str, Any] = {}
+    for name, attribute in _RETRY_EXTRAS.items():
+        if name not in extra:
+            continue
+        raw = extra[name]
+        try:
+            number = float(raw)
+            if number < 0 or isinstance(raw, bool):
+                raise ValueError
+            if attribute == "max_attempts":
+                if number < 1 or number != int(number):
+                    raise ValueError
+                number = int(number)
+        except (TypeError, ValueError):
+            wanted = "a whole number of at least 1" if attribute == "max_attempts" else "a number of seconds >= 0"
+            raise AireiterInvalidRequestError(
+                f"The connection {conn_id!r} has {name}={raw!r}; it must be {wanted}."
+            ) from None
+        values[attribute] = number
+    return RetryPolicy(**values)

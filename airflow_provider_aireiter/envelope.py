@@ -20,6 +20,7 @@ from typing import Any
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
+    AireiterGarbledResponseError,
     AireiterInsufficientCreditsError,
     AireiterInvalidRequestError,
     AireiterRateLimitedError,
@@ -106,12 +107,11 @@ def decode_envelope(body: bytes, content_type: str | None, *, what: str) -> dict
     try:
         payload = json.loads(body)
     except ValueError:
-        error = AireiterResponseError(
+        # A garbled body is worth another try, unlike an HTML page.
+        raise AireiterGarbledResponseError(
             f"AIReiter answered {what} with a body that is not valid JSON ({len(body)} bytes). "
-            "This is usually a transient proxy problem; it is retried."
-        )
-        error.retryable = True  # a garbled body is worth another try, unlike an HTML page
-        raise error from None
+            "This is usually a transient proxy problem."
+        ) from None
     if not isinstance(payload, dict):
         raise AireiterResponseError(
             f"AIReiter answered {what} with JSON that is not an object ({type(payload).__name__})."

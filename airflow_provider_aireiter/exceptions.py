@@ -28,6 +28,7 @@ class ErrorReason(str, Enum):
     BAD_RESPONSE = "bad_response"
     TASK_FAILED = "task_failed"
     TIMEOUT = "timeout"
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class AireiterError(AirflowException):
@@ -77,10 +78,26 @@ class AireiterTaskNotFoundError(AireiterError):
 
 
 class AireiterTransientError(AireiterError):
-    """A network failure or server error (5xx) that may go away if retried."""
+    """A network failure or server error (5xx) that may go away if retried.
+
+    :param maybe_processed: whether the service may have acted on the request although no answer
+        arrived (a reset after sending, a 5xx, a timeout, a garbled body). ``False`` when the request
+        certainly did not reach the service (could not connect) or was refused (429).
+    """
 
     reason = ErrorReason.TRANSIENT
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service_code: int | None = None,
+        out_task_id: str | None = None,
+        maybe_processed: bool = True,
+    ) -> None:
+        super().__init__(message, service_code=service_code, out_task_id=out_task_id)
+        self.maybe_processed = maybe_processed
 
 
 class AireiterRateLimitedError(AireiterTransientError):
@@ -99,12 +116,18 @@ class AireiterRateLimitedError(AireiterTransientError):
         out_task_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message, service_code=service_code, out_task_id=out_task_id)
+        super().__init__(message, service_code=service_code, out_task_id=out_task_id, maybe_processed=False)
         self.retry_after = retry_after
 
 
 class AireiterResponseError(AireiterError):
     """The service answered with something that is not its JSON envelope (an HTML page, bad JSON)."""
+
+    reason = ErrorReason.BAD_RESPONSE
+
+
+class AireiterGarbledResponseError(AireiterTransientError, AireiterResponseError):
+    """The answer was cut short or is not valid JSON: the request may have been processed; worth another try."""
 
     reason = ErrorReason.BAD_RESPONSE
 
@@ -132,6 +155,16 @@ class AireiterTaskFailedError(AireiterError):
         self.remote_error = remote_error
 
 
+class AireiterSubmitOutcomeUnknownError(AireiterError):
+    """A submit's answer was lost and the service could not be asked whether it landed.
+
+    The submit is not sent again (that could pay twice). The task's next try looks its ``out_task_id``
+    up first and reattaches if the submit did land.
+    """
+
+    reason = ErrorReason.OUTCOME_UNKNOWN
+
+
 class AireiterTimeoutError(AireiterError):
     """Waiting for a task took longer than allowed; the remote task may still be running."""
 
@@ -150,6 +183,7 @@ _BY_REASON: dict[ErrorReason, type[AireiterError]] = {
         AireiterResponseError,
         AireiterTaskFailedError,
         AireiterTimeoutError,
+        AireiterSubmitOutcomeUnknownError,
     )
 }
 

@@ -16,6 +16,9 @@ _HOME = tempfile.mkdtemp(prefix="aireiter-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(_HOME, "dags"))
+# dag.test() has no scheduler, so no scheduler race: no need to hold resumes (the real deployment of
+# tests/e2e drops every AIRFLOW* variable and runs with the default hold).
+os.environ.setdefault("AIRFLOW__AIREITER__RESUME_SETTLE_SECONDS", "0")
 
 import pytest  # noqa: E402
 
@@ -25,7 +28,9 @@ from tests.scripted_server import ScriptedServer  # noqa: E402
 API_KEY = "test-key-0123456789"
 
 #: fast retries for tests (the policy's logic is the same; only the waits are shorter)
-FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.2)
+FAST_RETRIES = RetryPolicy(
+    max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.2, recheck_delay=0.01, recheck_budget=0.3
+)
 
 
 def conn_json(base_url: str, api_key: str = API_KEY, **extra: object) -> str:

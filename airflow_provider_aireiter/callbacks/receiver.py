@@ -21,8 +21,12 @@ non-empty body that is not JSON              400
 secrets backend or database unavailable      503
 ==========================================  ======
 
-Then ``202 {"accepted": true, "woken": n}``; ``n`` is 0 when nobody waits (unknown task, duplicate
-delivery, task already finished, or the same task woken less than ``min_wake_interval`` ago).
+Then ``202 {"accepted": true, "woken": n}``; ``n`` is 0 when nothing could be woken at once: the task
+has not deferred yet, its deferral has not settled, nobody waits (an unknown task, a duplicate
+delivery, a task already finished), or the same task was woken less than ``min_wake_interval`` ago.
+Except in the last case the answer then says ``"pending": true``: the callback is kept and tried
+again (:mod:`.pending`), so a callback that came early still wakes its task within a second of the
+task's deferral settling.
 Blocking work (connection lookup, database) runs in a small dedicated thread pool so a flood cannot
 starve the API server's own threads. Other methods get FastAPI's ``405``.
 """
@@ -36,16 +40,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from airflow_provider_aireiter.callbacks.pending import PendingWakes, Waker
 from airflow_provider_aireiter.callbacks.tokens import redact_token, token_is_valid
 from airflow_provider_aireiter.exceptions import AireiterError
 from airflow_provider_aireiter.task_ids import check_out_task_id
+
+if TYPE_CHECKING:
+    from airflow_provider_aireiter.callbacks.wake import WakeResult
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,6 @@ _TOKEN_FORMAT = re.compile(r"^[0-9a-f]{64}$")
 _CONN_ID_FORMAT = re.compile(r"^[\w#!()\-.:\\]{1,250}$")
 
 SecretLookup = Callable[[str], "str | None"]
-Waker = Callable[[str], int]
 
 
 class CallbackLookupError(Exception):
@@ -97,11 +104,11 @@ def lookup_callback_secret(conn_id: str) -> str | None:
         return None
 
 
-def default_waker(out_task_id: str) -> int:
-    """Wake the tasks waiting on ``out_task_id`` in the metadata database (see :mod:`.wake`)."""
+def default_waker(conn_id: str, out_task_id: str) -> WakeResult:
+    """Wake the tasks of ``conn_id`` waiting on ``out_task_id`` in the metadata database (see :mod:`.wake`)."""
     from airflow_provider_aireiter.callbacks.wake import wake_waiting_tasks
 
-    return wake_waiting_tasks(out_task_id)
+    return wake_waiting_tasks(conn_id, out_task_id)
 
 
 class _TtlCache:
@@ -151,7 +158,7 @@ class CallbackReceiver:
     """The request handling behind :func:`create_callback_app`; see the module docstring for the rules.
 
     :param secret_lookup: ``conn_id -> callback secret or None`` (blocking; cached for ``secret_ttl``).
-    :param waker: ``out_task_id -> number of task instances woken`` (blocking).
+    :param waker: ``(conn_id, out_task_id) -> WakeResult`` (blocking).
     :param max_body_bytes: largest accepted body.
     :param secret_ttl: seconds a looked-up secret (or its absence) is reused.
     :param min_wake_interval: seconds after a successful wake-up during which the same task is not
@@ -178,6 +185,7 @@ class CallbackReceiver:
         self.worker_threads = worker_threads
         self._secrets = _TtlCache(secret_ttl)
         self._recently_woken = _TtlCache(min_wake_interval, limit=10_000)
+        self.pending = PendingWakes(waker, on_woken=lambda key: self._recently_woken.put(_wake_key(*key), True))
         self._limiter: anyio.CapacityLimiter | None = None
         self._lookups: dict[str, anyio.Lock] = {}
 
@@ -241,7 +249,7 @@ class CallbackReceiver:
             return _Outcome(503, {"detail": "Temporarily unavailable."}, f"secret lookup failed ({exc})")
         if not secret:
             return _Outcome(403, forbidden.body, "no callback secret for connection")
-        if not token_is_valid(secret, out_task_id, token):
+        if not token_is_valid(secret, conn_id, out_task_id, token):
             return forbidden
 
         try:
@@ -256,17 +264,25 @@ class CallbackReceiver:
             except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested absurdly deep
                 return _Outcome(400, {"detail": "Body is not JSON."}, "body not JSON")
 
-        hit, _ = self._recently_woken.get(out_task_id)
+        key = _wake_key(conn_id, out_task_id)
+        hit, _ = self._recently_woken.get(key)
         if hit:
             return _Outcome(202, {"accepted": True, "woken": 0}, "woken moments ago; ignored")
         try:
-            woken = await anyio.to_thread.run_sync(self.waker, out_task_id, limiter=self._threads())
+            result = await anyio.to_thread.run_sync(self.waker, conn_id, out_task_id, limiter=self._threads())
         except Exception as exc:
             log.debug("Waking %r failed", out_task_id[:64], exc_info=True)
             return _Outcome(503, {"detail": "Temporarily unavailable."}, f"wake failed ({type(exc).__name__})")
-        if woken:
-            self._recently_woken.put(out_task_id, True)
-        return _Outcome(202, {"accepted": True, "woken": woken}, "accepted")
+        if result.woken:
+            self._recently_woken.put(key, True)
+            return _Outcome(202, {"accepted": True, "woken": result.woken}, "accepted")
+        self.pending.add((conn_id, out_task_id), result.held_until)
+        note = "held until the deferral settles" if result.held_until else "nobody waits yet; kept"
+        return _Outcome(202, {"accepted": True, "woken": 0, "pending": True}, note)
+
+
+def _wake_key(conn_id: str, out_task_id: str) -> str:
+    return f"{conn_id}\x00{out_task_id}"
 
 
 def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:

@@ -7,16 +7,19 @@ endpoint does the same thing the same way (direct database access from the API s
 ``handle_event_submit``). Everything here runs in the API server process, which owns a database
 session; nothing here runs on workers or in the triggerer.
 
-What a wake-up does: for every ``AireiterTaskTrigger`` row whose ``out_task_id`` matches and whose task
-instance is ``DEFERRED``, it submits the event ``{"status": "callback", "out_task_id": ...}`` exactly as
-the triggerer would. The task instance becomes ``SCHEDULED`` with the event in ``next_kwargs``; the
+What a wake-up does: for every ``AireiterTaskTrigger`` row of the callback's connection whose
+``out_task_id`` matches and whose task instance is ``DEFERRED``, it submits the event
+``{"status": "callback", "out_task_id": ...}`` exactly as the triggerer would, once the deferral has
+settled (the trigger's ``resume_not_before``, see :mod:`airflow_provider_aireiter.resume_gate`). A
+trigger that has not settled yet is left alone and its time is returned, for the receiver to try again
+then. The task instance becomes ``SCHEDULED`` with the event in ``next_kwargs``; the
 worker's ``execute_complete`` then asks AIReiter for the truth (a callback is only a hint) and finishes
 or defers again. A task instance that is no longer ``DEFERRED`` is left alone, so a duplicate callback
 wakes nothing.
 
 Cost: one query selects the deferred AIReiter triggers (filtered by ``classpath`` in SQL, joined to
 their deferred task instance). Trigger kwargs are stored encrypted, so only those rows are decrypted,
-and each trigger's ``out_task_id`` is remembered (keyed by trigger id and creation time; kwargs never
+and what each trigger waits for is remembered (keyed by trigger id and creation time; kwargs never
 change after a trigger row is written), so a later wake-up decrypts only the triggers created since.
 """
 
@@ -25,7 +28,9 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.models.taskinstance import TaskInstance
@@ -38,6 +43,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import lazyload, load_only
 
 from airflow_provider_aireiter.completion import CALLBACK_EVENT_STATUS
+from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
+from airflow_provider_aireiter.resume_gate import settle_seconds
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -56,17 +63,38 @@ _MEMO_LIMIT = 50_000
 _TriggerKey = tuple[int, datetime.datetime]
 
 
-class _OutTaskIdMemo:
-    """``(trigger id, created_date) -> out_task_id``, bounded, thread-safe (the API server uses threads)."""
+@dataclass(frozen=True)
+class Waiting:
+    """What one trigger row waits for, read from its kwargs."""
+
+    conn_id: str
+    out_task_id: str
+    resume_not_before: float
+
+
+@dataclass(frozen=True)
+class WakeResult:
+    """The outcome of one wake-up.
+
+    :param woken: task instances resumed now.
+    :param held_until: when set, matching triggers have not settled yet: try again at this epoch second.
+    """
+
+    woken: int = 0
+    held_until: float | None = None
+
+
+class _WaitingMemo:
+    """``(trigger id, created_date) -> Waiting | None``, bounded, thread-safe (the API server uses threads)."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._items: OrderedDict[_TriggerKey, str | None] = OrderedDict()
+        self._items: OrderedDict[_TriggerKey, Waiting | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def split(self, keys: list[_TriggerKey]) -> tuple[dict[_TriggerKey, str | None], list[_TriggerKey]]:
+    def split(self, keys: list[_TriggerKey]) -> tuple[dict[_TriggerKey, Waiting | None], list[_TriggerKey]]:
         """The known values among ``keys``, and the keys not known yet."""
-        known: dict[_TriggerKey, str | None] = {}
+        known: dict[_TriggerKey, Waiting | None] = {}
         missing: list[_TriggerKey] = []
         with self._lock:
             for key in keys:
@@ -77,7 +105,7 @@ class _OutTaskIdMemo:
                     missing.append(key)
         return known, missing
 
-    def store(self, values: dict[_TriggerKey, str | None]) -> None:
+    def store(self, values: dict[_TriggerKey, Waiting | None]) -> None:
         with self._lock:
             self._items.update(values)
             while len(self._items) > self._limit:
@@ -88,7 +116,7 @@ class _OutTaskIdMemo:
             self._items.clear()
 
 
-_memo = _OutTaskIdMemo(_MEMO_LIMIT)
+_memo = _WaitingMemo(_MEMO_LIMIT)
 
 
 def clear_memo() -> None:
@@ -100,14 +128,23 @@ class _Unreadable(Exception):
     """A trigger row whose kwargs cannot be decrypted or decoded."""
 
 
-def _out_task_id_of(trigger: Trigger) -> str | None:
-    """The ``out_task_id`` a trigger row waits for (``None`` if it has none)."""
+def _waiting_of(trigger: Trigger) -> Waiting | None:
+    """What a trigger row waits for (``None`` if its kwargs name no ``out_task_id``)."""
     try:
         kwargs: Any = trigger.kwargs  # the model's decrypting property
     except Exception as exc:  # e.g. another Fernet key: this row can never match
         raise _Unreadable(type(exc).__name__) from None
-    value = kwargs.get("out_task_id") if isinstance(kwargs, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(kwargs, dict) or not isinstance(kwargs.get("out_task_id"), str):
+        return None
+    not_before = kwargs.get("resume_not_before")
+    if not isinstance(not_before, int | float) or isinstance(not_before, bool):
+        # A trigger written before the hold existed: settle from its creation time.
+        not_before = trigger.created_date.timestamp() + settle_seconds()
+    return Waiting(
+        conn_id=str(kwargs.get("aireiter_conn_id") or DEFAULT_CONN_ID),
+        out_task_id=kwargs["out_task_id"],
+        resume_not_before=float(not_before),
+    )
 
 
 def _deferred_trigger_keys(session: Session) -> list[_TriggerKey]:
@@ -121,9 +158,9 @@ def _deferred_trigger_keys(session: Session) -> list[_TriggerKey]:
     return [(row[0], row[1]) for row in session.execute(stmt)]
 
 
-def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, str | None]:
-    """Read the ``out_task_id`` of the given trigger rows (loading only the columns needed)."""
-    found: dict[_TriggerKey, str | None] = {}
+def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, Waiting | None]:
+    """Read what the given trigger rows wait for (loading only the columns needed)."""
+    found: dict[_TriggerKey, Waiting | None] = {}
     unreadable: list[int] = []
     wanted = dict(keys)
     ids = list(wanted)
@@ -142,7 +179,7 @@ def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, str
             if trigger.created_date != wanted.get(trigger.id):
                 continue
             try:
-                found[(trigger.id, trigger.created_date)] = _out_task_id_of(trigger)
+                found[(trigger.id, trigger.created_date)] = _waiting_of(trigger)
             except _Unreadable:
                 found[(trigger.id, trigger.created_date)] = None  # remembered: not retried nor logged again
                 unreadable.append(trigger.id)
@@ -155,44 +192,54 @@ def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, str
     return found
 
 
-def find_waiting_trigger_ids(out_task_id: str, *, session: Session) -> list[int]:
-    """Ids of the ``AireiterTaskTrigger`` rows for ``out_task_id`` that have a ``DEFERRED`` task instance."""
+def find_waiting_triggers(conn_id: str, out_task_id: str, *, session: Session) -> dict[int, Waiting]:
+    """The ``AireiterTaskTrigger`` rows of ``conn_id`` for ``out_task_id`` that have a ``DEFERRED`` task instance."""
     keys = _deferred_trigger_keys(session)
     known, missing = _memo.split(keys)
     if missing:
         fresh = _decrypt(missing, session)
         _memo.store(fresh)
         known.update(fresh)
-    return sorted(trigger_id for (trigger_id, _), value in known.items() if value == out_task_id)
+    return {
+        trigger_id: waiting
+        for (trigger_id, _), waiting in sorted(known.items())
+        if waiting is not None and waiting.out_task_id == out_task_id and waiting.conn_id == conn_id
+    }
 
 
 @provide_session
-def wake_waiting_tasks(out_task_id: str, *, session: Session = NEW_SESSION) -> int:
-    """Resume every task instance deferred on ``AireiterTaskTrigger(out_task_id=...)``.
+def wake_waiting_tasks(conn_id: str, out_task_id: str, *, session: Session = NEW_SESSION) -> WakeResult:
+    """Resume the task instances deferred on ``AireiterTaskTrigger(out_task_id=..., aireiter_conn_id=conn_id)``.
 
-    Each one gets the event ``{"status": "callback", "out_task_id": out_task_id}`` through
-    ``Trigger.submit_event``, as if its trigger had fired. The deferred task instances are locked first
-    (``SELECT ... FOR UPDATE`` where the database supports it), so a trigger firing at the same moment
-    is not overwritten and nothing is resumed twice.
+    Each one whose deferral has settled gets the event ``{"status": "callback", "out_task_id": ...}``
+    through ``Trigger.submit_event``, as if its trigger had fired. The deferred task instances are locked
+    first (``SELECT ... FOR UPDATE`` where the database supports it), so a trigger firing at the same
+    moment is not overwritten and nothing is resumed twice. Triggers of other connections are never
+    touched: a token is only as good as the connection whose secret signed it.
 
+    :param conn_id: the connection the callback URL (and its token) belongs to.
     :param out_task_id: the AIReiter task the callback was signed for.
     :param session: a metadata-database session; committed by the caller when given, else here.
-    :return: how many task instances left ``DEFERRED``; 0 when nobody was waiting (an unknown id, a
-        task that already finished, or a duplicate callback).
+    :return: how many task instances left ``DEFERRED`` (0 when nobody was waiting: an unknown id, a
+        task that already finished, a duplicate callback), and when to try again for those not settled.
     """
-    trigger_ids = find_waiting_trigger_ids(out_task_id, session=session)
-    if not trigger_ids:
-        return 0
+    waiting = find_waiting_triggers(conn_id, out_task_id, session=session)
+    if not waiting:
+        return WakeResult()
+    now = time.time()
+    held = [w.resume_not_before for w in waiting.values() if w.resume_not_before > now]
     event = TriggerEvent({"status": CALLBACK_EVENT_STATUS, "out_task_id": out_task_id})
     woken = 0
-    for trigger_id in trigger_ids:
+    for trigger_id, entry in waiting.items():
+        if entry.resume_not_before > now:
+            continue
         locked = select(TaskInstance.id).where(
             TaskInstance.trigger_id == trigger_id, TaskInstance.state == TaskInstanceState.DEFERRED
         )
-        waiting = list(session.scalars(with_row_locks(locked, session, of=TaskInstance)))
-        if not waiting:
+        deferred = list(session.scalars(with_row_locks(locked, session, of=TaskInstance)))
+        if not deferred:
             continue  # its trigger fired (or the task was cleared) since the first query
         Trigger.submit_event(trigger_id, event, session=session)
-        woken += len(waiting)
+        woken += len(deferred)
     session.flush()
-    return woken
+    return WakeResult(woken=woken, held_until=min(held) if held else None)

@@ -4,7 +4,9 @@ When a task with a ``callback_url`` finishes (completed *or* failed) its query
 ``data`` object is POSTed there as JSON. A non-2xx answer or a connection
 error is retried up to 3 more times after ``1 s, 2 s, 4 s`` divided by the
 speed factor (at least 0.05 s). Every attempt is recorded with the URL *path*
-only (query strings often carry tokens) and the ``out_task_id``.
+only (query strings often carry tokens), the ``out_task_id`` and the start of
+the receiver's answer (its first 256 characters), so a test can see what the
+receiver made of the callback.
 
 The real service's callback body, retry policy and failure behaviour are
 undocumented; this is the emulator's choice.
@@ -31,6 +33,8 @@ log = logging.getLogger("airflow_provider_aireiter.emulator")
 MAX_ATTEMPTS = 4
 MIN_BACKOFF = 0.05
 SEND_TIMEOUT = 3.0
+#: characters of the receiver's answer kept in a delivery record
+ANSWER_LIMIT = 256
 
 
 @dataclass
@@ -86,7 +90,7 @@ class CallbackSender:
 
     def records(self) -> list[dict[str, Any]]:
         """Delivery attempts: ``out_task_id``, ``path``, ``attempt``, ``status_code``,
-        ``delivered``, ``error``, ``fault``, ``time``."""
+        ``delivered``, ``error``, ``fault``, ``answer`` (start of the response body, or ``None``), ``time``."""
         with self._cond:
             return [dict(record) for record in self._records]
 
@@ -117,6 +121,7 @@ class CallbackSender:
         status: int | None,
         error: str | None,
         fault: str | None,
+        answer: str | None = None,
     ) -> None:
         self._records.append(
             {
@@ -127,6 +132,7 @@ class CallbackSender:
                 "delivered": status is not None and 200 <= status < 300,
                 "error": error,
                 "fault": fault,
+                "answer": answer,
                 "time": time.time(),
             }
         )
@@ -146,17 +152,17 @@ class CallbackSender:
             item = self._next()
             if item is None:
                 return
-            status, error = self._send(item)
+            status, error, answer = self._send(item)
             with self._cond:
                 if item.generation != self._generation:
                     continue
-                self._record(item.url, item.out_task_id, item.attempt, status, error, item.fault)
+                self._record(item.url, item.out_task_id, item.attempt, status, error, item.fault, answer)
                 if (status is None or not 200 <= status < 300) and item.attempt < MAX_ATTEMPTS:
                     backoff = max(MIN_BACKOFF, 2 ** (item.attempt - 1) / self._speed)
                     item.attempt += 1
                     self._push(time.monotonic() + backoff, item)
 
-    def _send(self, item: _Delivery) -> tuple[int | None, str | None]:
+    def _send(self, item: _Delivery) -> tuple[int | None, str | None, str | None]:
         request = urllib.request.Request(
             item.url,
             data=item.body,
@@ -165,10 +171,18 @@ class CallbackSender:
         )
         try:
             with self._opener.open(request, timeout=SEND_TIMEOUT) as response:
-                response.read()
-                return int(response.status), None
+                return int(response.status), None, _answer(response.read())
         except urllib.error.HTTPError as exc:
-            return int(exc.code), None
+            try:
+                body = exc.read()
+            except OSError:
+                body = b""
+            return int(exc.code), None, _answer(body)
         except (OSError, ValueError) as exc:
             log.debug("callback for %s failed: %s", item.out_task_id, type(exc).__name__)
-            return None, type(exc).__name__
+            return None, type(exc).__name__, None
+
+
+def _answer(body: bytes) -> str:
+    """The start of a receiver's answer, as text."""
+    return body[: ANSWER_LIMIT * 4].decode("utf-8", errors="replace")[:ANSWER_LIMIT]

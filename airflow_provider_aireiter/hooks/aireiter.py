@@ -31,6 +31,7 @@ from airflow_provider_aireiter.exceptions import (
     AireiterError,
     AireiterInvalidRequestError,
     AireiterResponseError,
+    AireiterSubmitOutcomeUnknownError,
     AireiterTaskNotFoundError,
     AireiterTransientError,
 )
@@ -56,7 +57,8 @@ class AireiterHook(BaseHook):
     few connections.
 
     :param aireiter_conn_id: the ``aireiter`` connection (host = base URL, password = API key).
-    :param retry_policy: how transient failures are retried (5 tries with exponential backoff by default).
+    :param retry_policy: how transient failures are retried; by default the connection's retry extras,
+        else 5 tries with exponential backoff (see :class:`~airflow_provider_aireiter.retry.RetryPolicy`).
     :param timeout: seconds per HTTP request; defaults to the connection's ``timeout`` extra (60).
     """
 
@@ -74,7 +76,7 @@ class AireiterHook(BaseHook):
     ) -> None:
         super().__init__()
         self.aireiter_conn_id = aireiter_conn_id
-        self.retry_policy = retry_policy or RetryPolicy()
+        self._retry_policy = retry_policy
         self._timeout = timeout
         self._settings: ConnectionSettings | None = None
         self._session: requests.Session | None = None
@@ -104,6 +106,15 @@ class AireiterHook(BaseHook):
 
     async def _fetch_settings(self) -> ConnectionSettings:
         return settings_from_connection(await self.aget_connection(self.aireiter_conn_id))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The policy given to the hook, else the connection's."""
+        return self._retry_policy if self._retry_policy is not None else self.settings.retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy | None) -> None:
+        self._retry_policy = policy
 
     @property
     def timeout(self) -> float:
@@ -143,15 +154,16 @@ class AireiterHook(BaseHook):
         try:
             response = self.get_conn().post(url, json=body, timeout=self.timeout)
         except requests.exceptions.ConnectTimeout:
-            raise _network_error(what, "timed out connecting", out_task_id=out_task_id) from None
+            raise _network_error(what, "timed out connecting", out_task_id=out_task_id, sent=False) from None
         except requests.exceptions.ReadTimeout:
             raise _network_error(what, "timed out waiting for the answer", out_task_id=out_task_id) from None
         except requests.exceptions.SSLError as exc:
             detail = "TLS certificate check failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
             raise _network_error(what, detail, out_task_id=out_task_id) from None
         except requests.exceptions.ConnectionError as exc:
-            detail = "could not connect" if _is_connect_failure(exc) else "connection was reset or closed"
-            raise _network_error(what, detail, out_task_id=out_task_id) from None
+            if _is_connect_failure(exc):
+                raise _network_error(what, "could not connect", out_task_id=out_task_id, sent=False) from None
+            raise _network_error(what, "connection was reset or closed", out_task_id=out_task_id) from None
         except requests.exceptions.RequestException as exc:
             raise _network_error(what, type(exc).__name__, out_task_id=out_task_id) from None
         return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
@@ -172,7 +184,8 @@ class AireiterHook(BaseHook):
         payload = decode_envelope(content, headers.get("content-type"), what=what)
         return payload
 
-    def _retrying(self, call: Callable[[], T], *, what: str, before_retry: Callable[[], T | None] | None = None) -> T:
+    def _retrying(self, call: Callable[[], T], *, what: str) -> T:
+        """``call()``, retried on transient failures by the policy. Not for submits (see :meth:`submit`)."""
         attempt = 1
         while True:
             try:
@@ -180,21 +193,20 @@ class AireiterHook(BaseHook):
             except AireiterError as error:
                 if not self.retry_policy.should_retry(error, attempt):
                     raise
-                delay = self.retry_policy.delay(error, attempt)
-                self.log.warning(
-                    "%s failed (%s); retry %d of %d in %.1fs",
-                    what,
-                    error.message,
-                    attempt,
-                    self.retry_policy.max_attempts - 1,
-                    delay,
-                )
-                time.sleep(delay)
+                self._pause_before_retry(error, attempt, what)
                 attempt += 1
-                if before_retry is not None:
-                    settled = before_retry()
-                    if settled is not None:
-                        return settled
+
+    def _pause_before_retry(self, error: AireiterError, attempt: int, what: str) -> None:
+        delay = self.retry_policy.delay(error, attempt)
+        self.log.warning(
+            "%s failed (%s); retry %d of %d in %.1fs",
+            what,
+            error.message,
+            attempt,
+            self.retry_policy.max_attempts - 1,
+            delay,
+        )
+        time.sleep(delay)
 
     # ---------------------------------------------------------------- public sync API
 
@@ -206,16 +218,31 @@ class AireiterHook(BaseHook):
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> SubmitResult:
-        """Create a generation task. One call never creates two remote tasks.
+        """Create a generation task. One call never sends a submit the service may already have taken.
 
-        A retry after an unknown outcome (timeout, reset, 5xx: the service may have created the
-        task) first queries ``out_task_id`` and re-sends only if the service does not know it.
+        What a caller gets:
+
+        * the service's answer, as a :class:`SubmitResult`;
+        * when an answer was lost (the connection reset after sending, a timeout, HTTP 5xx, a cut or
+          garbled body): after ``retry_policy.recheck_delay`` seconds the hook asks the service for
+          ``out_task_id``. If the service knows it, the earlier submit landed and its task is returned
+          (``reattached=True``), nothing is sent again. Only a definite "api task not found" lets the
+          submit be sent again, within ``retry_policy.max_attempts`` sends in all;
+        * when that re-check itself gets no answer for ``retry_policy.recheck_budget`` seconds:
+          :class:`AireiterSubmitOutcomeUnknownError`, and nothing is sent again. A later call (the
+          task's next try) reattaches if the submit landed, so ask with :meth:`find_task` first;
+        * a failure that certainly left nothing behind (could not connect, HTTP 429, service busy) is
+          retried after a backoff without asking; an error no retry can fix (bad key, no credits,
+          invalid params, an HTML page) is raised at once;
+        * when the service answers that ``out_task_id`` already exists, the existing task is returned
+          (``reattached=True``).
 
         :param model: the model id, with its channel suffix if any (``veo3_1_plus``).
         :param params: the model's params, sent as given.
         :param out_task_id: your id for the task (``[A-Za-z0-9_-]``, at most 64 characters).
         :param callback_url: where AIReiter POSTs when the task finishes.
         :param metadata: returned unchanged in query results.
+        :raises AireiterSubmitOutcomeUnknownError: the submit may or may not have landed (see above).
         """
         body: dict[str, Any] = {"model": model, "params": params, "out_task_id": out_task_id}
         if callback_url:
@@ -223,26 +250,80 @@ class AireiterHook(BaseHook):
         if metadata:
             body["metadata"] = metadata
         what = f"the submit of {out_task_id!r}"
-
-        def send() -> SubmitResult:
-            payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
-            return parse_submit(payload, out_task_id=out_task_id)
-
-        def reattach_if_known() -> SubmitResult | None:
+        policy = self.retry_policy
+        sends = 0
+        while True:
+            sends += 1
             try:
-                existing = self.find_task(out_task_id)
-            except AireiterTransientError:
-                return None  # cannot tell yet; the next try of the loop will ask again
-            if existing is None:
-                return None
-            self.log.warning(
-                "The earlier submit of %s did reach AIReiter (status %s); not sending it again.",
-                out_task_id,
-                existing.status,
-            )
-            return SubmitResult.reattached_to(existing, out_task_id)
+                payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
+                return parse_submit(payload, out_task_id=out_task_id)
+            except AireiterInvalidRequestError as error:
+                if not _is_duplicate(error):
+                    raise
+                existing = self._recheck_submit(out_task_id, error, wait=False)
+                if existing is None:
+                    raise
+                return self._reattached(existing, out_task_id, "AIReiter already has")
+            except AireiterError as error:
+                if not error.retryable:
+                    raise
+                if getattr(error, "maybe_processed", True):
+                    existing = self._recheck_submit(out_task_id, error)
+                    if existing is not None:
+                        return self._reattached(existing, out_task_id, "The earlier submit did reach AIReiter:")
+                    # A definite "not found": the submit did not land, sending it again is safe.
+                if sends >= policy.max_attempts:
+                    raise
+                self._pause_before_retry(error, sends, what)
 
-        return self._retrying(send, what=what, before_retry=reattach_if_known)
+    def _reattached(self, existing: TaskInfo, out_task_id: str, said: str) -> SubmitResult:
+        self.log.warning("%s task %s (status %s); not sending it again.", said, out_task_id, existing.status)
+        return SubmitResult.reattached_to(existing, out_task_id)
+
+    def _recheck_submit(self, out_task_id: str, lost: AireiterError, *, wait: bool = True) -> TaskInfo | None:
+        """After a submit's answer was lost: the task if the service has it, ``None`` on a definite "not found".
+
+        Waits ``recheck_delay`` first (``wait``), then asks with single queries (no nested retries)
+        until one gets an answer or ``recheck_budget`` seconds are spent.
+
+        :raises AireiterSubmitOutcomeUnknownError: when no query got an answer within the budget.
+        """
+        policy = self.retry_policy
+        what = f"the re-check of the submit of {out_task_id!r}"
+        if wait:
+            self.log.warning(
+                "The answer to the submit of %s was lost (%s); asking AIReiter in %.1fs whether it arrived.",
+                out_task_id,
+                lost.message,
+                policy.recheck_delay,
+            )
+            time.sleep(policy.recheck_delay)
+        give_up_at = time.monotonic() + policy.recheck_budget
+        asked = 0
+        last = lost
+        while True:
+            asked += 1
+            try:
+                payload = self._post_once("/query", {"out_task_id": out_task_id}, what=what, out_task_id=out_task_id)
+                return parse_query(payload, out_task_id=out_task_id, task_id=None)
+            except AireiterTaskNotFoundError:
+                return None
+            except AireiterError as error:
+                last = error
+                if not error.retryable:
+                    break
+            delay = policy.delay(last, asked)
+            if time.monotonic() + delay > give_up_at:
+                break
+            self.log.warning("%s failed (%s); asking again in %.1fs", what, last.message, delay)
+            time.sleep(delay)
+        raise AireiterSubmitOutcomeUnknownError(
+            f"The submit of {out_task_id!r} may or may not have reached AIReiter: its answer was lost "
+            f"({lost.message}) and {asked} quer{'y' if asked == 1 else 'ies'} asking for it got no answer "
+            f"({last.message}). It was not sent again, so it cannot be paid twice. The task's next try "
+            "looks this out_task_id up first and reattaches to it if it arrived.",
+            out_task_id=out_task_id,
+        ) from None
 
     def query(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
         """The task's current state. Raises :class:`AireiterTaskNotFoundError` for an unknown id."""
@@ -298,8 +379,8 @@ class AireiterHook(BaseHook):
 
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
-        policy = self.retry_policy
-        self.retry_policy = RetryPolicy(max_attempts=1)  # the button should answer at once
+        policy = self._retry_policy
+        self._retry_policy = RetryPolicy(max_attempts=1)  # the button should answer at once
         try:
             settings = self.settings
             self.query(out_task_id="airflow-connection-test")
@@ -312,7 +393,7 @@ class AireiterHook(BaseHook):
         except AireiterError as exc:
             return False, exc.message
         finally:
-            self.retry_policy = policy
+            self._retry_policy = policy
         return True, f"Connected to AIReiter at {settings.base_url}."
 
     def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
@@ -523,10 +604,16 @@ def _is_connect_failure(exc: Exception) -> bool:
     return False
 
 
-def _network_error(what: str, detail: str, *, out_task_id: str | None) -> AireiterTransientError:
-    # A submit that failed this way is never re-sent before the service is asked (see submit()).
+def _network_error(what: str, detail: str, *, out_task_id: str | None, sent: bool = True) -> AireiterTransientError:
+    # A submit that may have been sent is never sent again before the service is asked (see submit()).
     return AireiterTransientError(
-        f"Network problem on {what}: {detail}. Check that the AIReiter base URL is reachable from this "
-        "machine; the call is retried where safe.",
+        f"Network problem on {what}: {detail}. Check that the AIReiter base URL is reachable from this machine.",
         out_task_id=out_task_id,
+        maybe_processed=sent,
     )
+
+
+def _is_duplicate(error: AireiterInvalidRequestError) -> bool:
+    """Whether the service refused a submit because its ``out_task_id`` is taken."""
+    text = error.message.lower()
+    return "already exist" in text or "duplicate" in text

@@ -187,20 +187,16 @@ class AireiterGenerateOperator(BaseOperator):
         raise AssertionError("unreachable")
 
     def _submit(self, hook: AireiterHook, params: dict[str, Any], out_task_id: str) -> SubmitResult:
-        result = hook.submit(
-            str(self.model),
-            params,
-            out_task_id,
-            callback_url=self._callback_url(hook, out_task_id),
-            metadata=self.metadata,
-        )
+        callback_url = self._callback_url(hook, out_task_id)
+        result = hook.submit(str(self.model), params, out_task_id, callback_url=callback_url, metadata=self.metadata)
         credits = "unknown" if result.estimated_credits is None else f"{result.estimated_credits:g}"
         self.log.info(
-            "Submitted AIReiter task %s: model %s, estimated credits %s%s",
+            "Submitted AIReiter task %s: model %s, estimated credits %s%s; %s",
             result.out_task_id,
             self.model,
             credits,
-            " (reattached after an unknown outcome)" if result.reattached else "",
+            " (reattached: the earlier submit had arrived)" if result.reattached else "",
+            _callback_note(callback_url),
         )
         return result
 
@@ -234,18 +230,21 @@ class AireiterGenerateOperator(BaseOperator):
         return default
 
     def _defer_wait(self, out_task_id: str, deadline: float, interval: float) -> NoReturn:
+        from airflow_provider_aireiter.resume_gate import resume_not_before
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
+        now = time.time()
         self.defer(
             trigger=AireiterTaskTrigger(
                 out_task_id=out_task_id,
                 deadline=deadline,
                 aireiter_conn_id=self.aireiter_conn_id,
                 poll_interval=interval,
-                first_poll_at=time.time() + interval,  # this task has just asked
+                first_poll_at=now + interval,  # this task has just asked
+                resume_not_before=resume_not_before(now),
             ),
             method_name="execute_complete",
-            kwargs={"out_task_id": out_task_id, "deadline": deadline},
+            kwargs={"out_task_id": out_task_id, "deadline": deadline, "deferred_at": now},
             timeout=None,
         )
 
@@ -255,17 +254,19 @@ class AireiterGenerateOperator(BaseOperator):
         event: dict[str, Any] | None = None,
         out_task_id: str | None = None,
         deadline: float | None = None,
+        deferred_at: float | None = None,
     ) -> dict[str, Any]:
         """Resume after the trigger fired: the same checks, downloads and result as the sync path.
 
         Woken by a completion callback, it asks the service; a task still running is deferred again
         with the same deadline.
         """
-        from airflow_provider_aireiter.completion import resolve_event
+        from airflow_provider_aireiter.completion import log_wake, resolve_event
 
         hook = self._hook()
         # dag.test() replaces the defer kwargs with the event; the event names the task too.
         out_task_id = out_task_id or (event.get("out_task_id") if isinstance(event, dict) else None)
+        log_wake(self.log, event, deferred_at)
         info = resolve_event(hook, event, out_task_id)
         if info is None:
             assert out_task_id is not None
@@ -451,6 +452,13 @@ class Veo31Operator(AireiterGenerateOperator):
             },
             self.extra_params,
         )
+
+
+def _callback_note(callback_url: str | None) -> str:
+    """What the task log says about the callback URL sent: where to, never its token."""
+    if not callback_url:
+        return "no completion callback URL sent (polling only)"
+    return f"completion callback URL sent: {callback_url.split('?', 1)[0]} (token not shown)"
 
 
 def _merge(explicit: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

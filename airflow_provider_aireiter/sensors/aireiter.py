@@ -78,21 +78,24 @@ class AireiterTaskSensor(BaseSensorOperator):
         self._defer_wait(hook, time.time() + float(self.timeout))
 
     def _defer_wait(self, hook: AireiterHook, deadline: float) -> NoReturn:
+        from airflow_provider_aireiter.resume_gate import resume_not_before
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
         interval = float(self.poke_interval)
         if hook.settings.callbacks_enabled:
             interval = max(interval, float(self.callback_poll_interval))
+        now = time.time()
         self.defer(
             trigger=AireiterTaskTrigger(
                 out_task_id=self.out_task_id,
                 deadline=deadline,
                 aireiter_conn_id=self.aireiter_conn_id,
                 poll_interval=interval,
-                first_poll_at=time.time() + interval,  # this task has just asked
+                first_poll_at=now + interval,  # this task has just asked
+                resume_not_before=resume_not_before(now),
             ),
             method_name="execute_complete",
-            kwargs={"deadline": deadline},
+            kwargs={"deadline": deadline, "deferred_at": now},
             timeout=None,
         )
 
@@ -107,13 +110,18 @@ class AireiterTaskSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._finish(hook, info, context))
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, deadline: float | None = None
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        deadline: float | None = None,
+        deferred_at: float | None = None,
     ) -> dict[str, Any]:
         """Resume after the trigger fired (or a callback woke the task: then the service is asked)."""
-        from airflow_provider_aireiter.completion import resolve_event
+        from airflow_provider_aireiter.completion import log_wake, resolve_event
         from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
 
         hook = self._hook()
+        log_wake(self.log, event, deferred_at)
         try:
             info = resolve_event(hook, event, self.out_task_id)
         except AireiterTaskFailedError:

@@ -34,6 +34,9 @@ class AireiterTaskTrigger(BaseTrigger):
     :param max_consecutive_errors: transient query failures in a row before an ``error`` event.
     :param first_poll_at: epoch seconds before which not to query (the deferring task has just asked);
         0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once.
+    :param resume_not_before: epoch seconds before which no event is yielded, so the task is not
+        resumed before its deferral has settled (see :mod:`airflow_provider_aireiter.resume_gate`);
+        the callback receiver reads it too.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class AireiterTaskTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         max_consecutive_errors: int = 5,
         first_poll_at: float = 0.0,
+        resume_not_before: float = 0.0,
     ) -> None:
         super().__init__()
         self.out_task_id = out_task_id
@@ -52,6 +56,7 @@ class AireiterTaskTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.first_poll_at = float(first_poll_at)
+        self.resume_not_before = float(resume_not_before)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +68,7 @@ class AireiterTaskTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "first_poll_at": self.first_poll_at,
+                "resume_not_before": self.resume_not_before,
             },
         )
 
@@ -76,6 +82,16 @@ class AireiterTaskTrigger(BaseTrigger):
         if reason is not None:
             payload["reason"] = reason
         return TriggerEvent(payload)
+
+    async def _settled(self, event: TriggerEvent) -> TriggerEvent:
+        """``event``, once the deferral has settled (an earlier resume can make Airflow fail the task)."""
+        from airflow_provider_aireiter.resume_gate import seconds_to_hold
+
+        hold = seconds_to_hold(self.resume_not_before)
+        if hold > 0:
+            self.log.info("Holding the event for %.1fs, until the deferral has settled.", hold)
+            await asyncio.sleep(hold)
+        return event
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
@@ -97,13 +113,14 @@ class AireiterTaskTrigger(BaseTrigger):
             except AireiterError as error:
                 failures += 1
                 if not error.retryable or failures >= self.max_consecutive_errors:
-                    yield self._event(
+                    event = self._event(
                         "error",
                         f"Stopped waiting for {self.out_task_id!r} after {failures} failed "
                         f"quer{'y' if failures == 1 else 'ies'}: {error.message}",
                         info,
                         reason=error.reason.value,
                     )
+                    yield await self._settled(event)
                     return
                 wait = min(self.poll_interval, policy.delay(error, failures)) * random.uniform(0.8, 1.0)
                 self.log.warning("Query of %s failed (%s); retrying in %.1fs", self.out_task_id, error.message, wait)
@@ -114,21 +131,45 @@ class AireiterTaskTrigger(BaseTrigger):
                 watcher.observe(info)
                 if info is not None and info.is_terminal:
                     status = "success" if info.kind.value == "success" else "failed"
-                    yield self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
+                    event = self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
+                    yield await self._settled(event)
                     return
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 last = info.status if info is not None else "not yet visible"
-                yield self._event(
+                event = self._event(
                     "timeout",
                     f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}.",
                     info,
                     reason=ErrorReason.TIMEOUT.value,
                 )
+                yield await self._settled(event)
                 return
             await _sleep_on_tick(min(wait, remaining))
 
     async def on_kill(self) -> None:
+        """Warn that the remote task keeps running, unless it has finished (then this was a wake-up).
+
+        Airflow calls ``on_kill`` whenever the task instance leaves ``deferred`` other than through this
+        trigger's own event: when a user marks or clears it, and also when the callback receiver resumed
+        it. One query tells the two apart; a finished remote task has nothing left to warn about.
+        """
+        from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+        from airflow_provider_aireiter.retry import RetryPolicy
+
+        try:
+            info = await AireiterHook(self.aireiter_conn_id, retry_policy=RetryPolicy(max_attempts=1)).afind_task(
+                self.out_task_id
+            )
+        except Exception:  # cannot tell (no connection, service away): warn, as for a real kill
+            info = None
+        if info is not None and info.is_terminal:
+            self.log.info(
+                "Stopped waiting for AIReiter task %s, which is %s (resumed by its completion callback).",
+                self.out_task_id,
+                info.status,
+            )
+            return
         self.log.warning(
             "The Airflow task was killed, but AIReiter has no cancel endpoint: remote task %s keeps running "
             "(and is charged if it completes).",

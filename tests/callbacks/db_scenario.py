@@ -29,17 +29,21 @@ DAG_ID = "aireiter_callback_scenario"
 RUN_ID = "scenario_run"
 CLASSPATH = "airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger"
 
-#: task_id -> how it waits: (trigger classpath, out_task_id, how kwargs are stored, TI state)
+#: task_id -> how it waits: (trigger classpath, out_task_id, how kwargs are stored, TI state, trigger conn,
+#: seconds from now until its deferral has settled)
 #: storage: "plain" as the execution API stores a worker's DeferTask (serde JSON, unencrypted),
 #: "fernet" as ``Trigger(kwargs=...)`` does, "foreign" encrypted with a key this deployment lacks
-WAITERS: dict[str, tuple[str, str, str, str]] = {
-    "plain_job1": (CLASSPATH, "job-1", "plain", "deferred"),
-    "encrypted_job2": (CLASSPATH, "job-2", "fernet", "deferred"),
-    "other_job3": (CLASSPATH, "job-3", "plain", "deferred"),
-    "other_class_job1": ("some.other.Trigger", "job-1", "plain", "deferred"),
-    "running_job1": (CLASSPATH, "job-1", "plain", "running"),  # has a trigger row but is not deferred
-    "unreadable_job1": (CLASSPATH, "job-1", "foreign", "deferred"),
-    "http_job": (CLASSPATH, "job-http", "plain", "deferred"),
+WAITERS: dict[str, tuple[str, str, str, str, str, float]] = {
+    "plain_job1": (CLASSPATH, "job-1", "plain", "deferred", CONN_ID, -1),
+    "encrypted_job2": (CLASSPATH, "job-2", "fernet", "deferred", CONN_ID, -1),
+    "other_job3": (CLASSPATH, "job-3", "plain", "deferred", CONN_ID, -1),
+    "other_class_job1": ("some.other.Trigger", "job-1", "plain", "deferred", CONN_ID, -1),
+    "running_job1": (CLASSPATH, "job-1", "plain", "running", CONN_ID, -1),  # a trigger row, not deferred
+    "unreadable_job1": (CLASSPATH, "job-1", "foreign", "deferred", CONN_ID, -1),
+    "other_conn_job1": (CLASSPATH, "job-1", "plain", "deferred", "aireiter_other", -1),
+    "unsettled_job4": (CLASSPATH, "job-4", "plain", "deferred", CONN_ID, 3600),
+    "http_job": (CLASSPATH, "job-http", "plain", "deferred", CONN_ID, -1),
+    "late_job": (CLASSPATH, "job-late", "plain", "running", CONN_ID, -1),  # defers after its callback
 }
 
 
@@ -70,8 +74,15 @@ def setup_database(bulk: int) -> dict[str, Any]:
         for task_id in [*WAITERS, "bulk"]:
             WaitingOperator(task_id=task_id)
 
-    def trigger_row(classpath: str, out_task_id: str, storage: str) -> Trigger:
-        kwargs = AireiterTaskTrigger(out_task_id=out_task_id, deadline=time.time() + 3600).serialize()[1]
+    def trigger_row(
+        classpath: str, out_task_id: str, storage: str, conn_id: str = CONN_ID, settle: float = -1
+    ) -> Trigger:
+        kwargs = AireiterTaskTrigger(
+            out_task_id=out_task_id,
+            deadline=time.time() + 3600,
+            aireiter_conn_id=conn_id,
+            resume_not_before=time.time() + settle,
+        ).serialize()[1]
         if storage == "fernet":
             return Trigger(classpath=classpath, kwargs=kwargs)
         row = Trigger(classpath=classpath, kwargs={})
@@ -109,8 +120,8 @@ def setup_database(bulk: int) -> dict[str, Any]:
             session=session,
         )
         tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        for task_id, (classpath, out_task_id, storage, state) in WAITERS.items():
-            trigger = trigger_row(classpath, out_task_id, storage)
+        for task_id, (classpath, out_task_id, storage, state, conn_id, settle) in WAITERS.items():
+            trigger = trigger_row(classpath, out_task_id, storage, conn_id, settle)
             session.add(trigger)
             session.flush()
             park(tis[task_id], trigger, state)
@@ -125,7 +136,7 @@ def setup_database(bulk: int) -> dict[str, Any]:
             ti = TaskInstance(bulk_task, dag_version_id=version_id, run_id=RUN_ID, map_index=i)
             park(ti, trigger, "deferred")
             session.add(ti)
-    return {"setup_seconds": round(time.monotonic() - started, 2)}
+    return {"setup_seconds": round(time.monotonic() - started, 2), "started_at": time.time()}
 
 
 def _decode_next_kwargs(raw: Any) -> Any:
@@ -155,8 +166,31 @@ def states() -> dict[str, dict[str, Any]]:
     return found
 
 
-def wake(out_task_id: str) -> tuple[int, int, float]:
-    """Call the wake function in its own session; returns (woken, SQL statements, seconds)."""
+def set_state(task_id: str, state: str) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import update
+
+    with create_session() as session:
+        session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.dag_id == DAG_ID, TaskInstance.task_id == task_id)
+            .values(state=state)
+        )
+
+
+def wait_for_state(task_id: str, state: str, seconds: float) -> str:
+    """The task's state once it is ``state``, or whatever it is after ``seconds`` (bounded)."""
+    deadline = time.monotonic() + seconds
+    current = states()[task_id]["state"]
+    while current != state and time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = states()[task_id]["state"]
+    return str(current)
+
+
+def wake(out_task_id: str) -> tuple[int, int, float, float | None]:
+    """Call the wake function in its own session; returns (woken, SQL statements, seconds, held until)."""
     from airflow import settings
     from sqlalchemy import event
 
@@ -173,8 +207,8 @@ def wake(out_task_id: str) -> tuple[int, int, float]:
     event.listen(engine, "before_cursor_execute", count)
     try:
         started = time.monotonic()
-        woken = wake_waiting_tasks(out_task_id)
-        return woken, statements, round(time.monotonic() - started, 4)
+        result = wake_waiting_tasks(CONN_ID, out_task_id)
+        return result.woken, statements, round(time.monotonic() - started, 4), result.held_until
     finally:
         event.remove(engine, "before_cursor_execute", count)
 
@@ -214,7 +248,7 @@ def http_checks() -> dict[str, Any]:
         results["core_api_without_token"] = requests.get(f"{base}/api/v2/dags", timeout=30).status_code
         results["forged"] = post(f"{base}/aireiter/callback/{CONN_ID}/job-http?token={'0' * 64}")
         results["state_after_forged"] = states()["http_job"]["state"]
-        token = callback_token(SECRET, "job-http")
+        token = callback_token(SECRET, CONN_ID, "job-http")
         results["replayed_other_id"] = post(f"{base}/aireiter/callback/{CONN_ID}/job-3?token={token}")
         results["job3_after_replay"] = states()["other_job3"]["state"]
         results["unknown_conn"] = post(f"{base}/aireiter/callback/no_such_conn/job-http?token={token}")
@@ -226,6 +260,16 @@ def http_checks() -> dict[str, Any]:
         results["valid_ms"] = round((time.monotonic() - started) * 1000, 1)
         results["state_after_valid"] = states()["http_job"]
         results["duplicate"] = post(url_for("job-http"))
+        # A callback signed for another connection, posted under it: that connection's triggers only.
+        results["other_conn_token_under_cb"] = post(
+            f"{base}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'aireiter_other', 'job-1')}"
+        )
+        # A callback that arrives before its task has deferred: kept, and it wakes the task once it defers.
+        results["early"] = post(url_for("job-late"))
+        results["late_job_before_deferral"] = states()["late_job"]["state"]
+        set_state("late_job", "deferred")
+        results["late_job_after_deferral"] = wait_for_state("late_job", "scheduled", 15)
+        results["late_job_event"] = states()["late_job"]
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -242,6 +286,8 @@ def main() -> None:
     results["wake_unknown"] = wake("nobody-waits")
     results["wake_job2"] = wake("job-2")
     results["after_job2"] = states()
+    results["wake_unsettled"] = wake("job-4")
+    results["after_unsettled"] = states()
     from airflow_provider_aireiter.callbacks.wake import clear_memo
 
     clear_memo()

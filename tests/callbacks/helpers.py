@@ -14,6 +14,7 @@ from starlette.routing import Mount
 
 from airflow_provider_aireiter.callbacks.receiver import CallbackReceiver, create_callback_app, lookup_callback_secret
 from airflow_provider_aireiter.callbacks.tokens import CALLBACK_MOUNT, callback_token
+from airflow_provider_aireiter.callbacks.wake import WakeResult
 
 CONN_ID = "aireiter_cb"
 NO_SECRET_CONN_ID = "aireiter_nosecret"
@@ -26,16 +27,28 @@ def callback_conn_json(**extra: object) -> str:
 
 @dataclass
 class RecordingWaker:
-    """Stands in for the database: ``waiting`` tasks are woken once (like DEFERRED -> SCHEDULED)."""
+    """Stands in for the database: ``waiting`` tasks are woken once (like DEFERRED -> SCHEDULED).
+
+    Keys of ``waiting`` are out_task_ids of connection ``CONN_ID``; ``held`` maps an out_task_id to the
+    epoch second its deferral settles (until then it is not woken).
+    """
 
     waiting: dict[str, int] = field(default_factory=dict)
+    held: dict[str, float] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    conn_ids: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, out_task_id: str) -> int:
+    def __call__(self, conn_id: str, out_task_id: str) -> WakeResult:
         with self.lock:
             self.calls.append(out_task_id)
-            return self.waiting.pop(out_task_id, 0)
+            self.conn_ids.append(conn_id)
+            if conn_id != CONN_ID:
+                return WakeResult()
+            settles = self.held.get(out_task_id)
+            if settles is not None and settles > time.time():
+                return WakeResult(held_until=settles)
+            return WakeResult(woken=self.waiting.pop(out_task_id, 0))
 
 
 @dataclass
@@ -89,7 +102,7 @@ class Receiver:
         return url if token is None else f"{url}?token={token}"
 
     def signed_url(self, out_task_id: str) -> str:
-        return self.url(out_task_id, callback_token(SECRET, out_task_id))
+        return self.url(out_task_id, callback_token(SECRET, CONN_ID, out_task_id))
 
 
 def start_receiver(**options: float) -> tuple[LiveServer, RecordingWaker, CountingLookup]:

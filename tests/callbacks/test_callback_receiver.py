@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 
@@ -64,15 +65,51 @@ def test_duplicates_after_the_quiet_interval_reach_the_waker_and_wake_nothing(ca
     server, waker, _ = start_receiver(min_wake_interval=0)
     waker.waiting["job-1"] = 1
     with server:
-        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         assert [post(url).json()["woken"] for _ in range(3)] == [1, 0, 0]
     assert waker.calls == ["job-1"] * 3
 
 
-def test_unknown_task_with_valid_token_is_accepted_and_wakes_nobody(receiver: Receiver) -> None:
+def test_unknown_task_with_valid_token_is_accepted_and_kept(receiver: Receiver) -> None:
     answer = post(receiver.signed_url("nobody-waits"))
     assert answer.status_code == 202
-    assert answer.json() == {"accepted": True, "woken": 0}
+    assert answer.json() == {"accepted": True, "woken": 0, "pending": True}
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 15.0) -> bool:
+    """Poll ``condition`` for at most ``seconds`` (a bound on the test, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_callback_before_the_deferral_wakes_the_task_once_it_waits(receiver: Receiver) -> None:
+    """Nobody waits when the callback arrives (the task has not deferred yet): it is kept and retried."""
+    answer = post(receiver.signed_url("early-1"))
+    assert answer.json() == {"accepted": True, "woken": 0, "pending": True}
+    with receiver.waker.lock:
+        receiver.waker.waiting["early-1"] = 1  # the task defers now
+    assert _wait_until(lambda: "early-1" not in receiver.waker.waiting), "the kept callback never woke the task"
+
+
+def test_callback_during_the_settle_time_is_held_until_it_ends(receiver: Receiver) -> None:
+    settles = time.time() + 1.0
+    with receiver.waker.lock:
+        receiver.waker.waiting["held-1"] = 1
+        receiver.waker.held["held-1"] = settles
+    answer = post(receiver.signed_url("held-1"))
+    assert answer.json() == {"accepted": True, "woken": 0, "pending": True}
+    assert "held-1" in receiver.waker.waiting  # not woken before its deferral settled
+    assert _wait_until(lambda: "held-1" not in receiver.waker.waiting), "the held callback never woke the task"
+    assert time.time() >= settles
+
+
+def test_a_token_wakes_only_its_own_connection(receiver: Receiver) -> None:
+    post(receiver.signed_url("job-9"))
+    assert set(receiver.waker.conn_ids) == {CONN_ID}
 
 
 def test_empty_body_is_a_plain_wake_up(receiver: Receiver) -> None:
@@ -85,8 +122,8 @@ def test_body_content_is_not_trusted(receiver: Receiver) -> None:
     # A body naming another task changes nothing: only the signed path counts.
     receiver.waker.waiting["job-2"] = 1
     answer = post(receiver.signed_url("job-1"), json={"out_task_id": "job-2", "status": "success"})
-    assert answer.json() == {"accepted": True, "woken": 0}
-    assert receiver.waker.calls == ["job-1"]
+    assert answer.json() == {"accepted": True, "woken": 0, "pending": True}
+    assert set(receiver.waker.calls) == {"job-1"}  # the first call and any retry, never job-2
     assert receiver.waker.waiting == {"job-2": 1}
 
 
@@ -100,14 +137,14 @@ def test_missing_token_is_401(receiver: Receiver) -> None:
 
 
 def test_forged_token_is_403(receiver: Receiver) -> None:
-    for token in (secrets.token_hex(32), "0" * 64, "not-even-hex", callback_token("wrong-secret", "job-1")):
+    for token in (secrets.token_hex(32), "0" * 64, "not-even-hex", callback_token("wrong-secret", CONN_ID, "job-1")):
         assert post(receiver.url("job-1", token)).status_code == 403
     assert receiver.waker.calls == []
 
 
 def test_token_replayed_for_another_task_is_403(receiver: Receiver) -> None:
     receiver.waker.waiting["job-2"] = 1
-    token_for_job1 = callback_token(SECRET, "job-1")
+    token_for_job1 = callback_token(SECRET, CONN_ID, "job-1")
     assert post(receiver.url("job-2", token_for_job1)).status_code == 403
     assert receiver.waker.calls == []
 
@@ -115,7 +152,7 @@ def test_token_replayed_for_another_task_is_403(receiver: Receiver) -> None:
 def test_connection_without_callback_secret_is_403(receiver: Receiver) -> None:
     # Whatever the token: a connection without a secret never accepts callbacks.
     for secret in ("", SECRET, "k"):
-        url = receiver.url("job-1", callback_token(secret, "job-1"), conn_id=NO_SECRET_CONN_ID)
+        url = receiver.url("job-1", callback_token(secret, CONN_ID, "job-1"), conn_id=NO_SECRET_CONN_ID)
         assert post(url).status_code == 403
     assert receiver.waker.calls == []
 
@@ -123,7 +160,7 @@ def test_connection_without_callback_secret_is_403(receiver: Receiver) -> None:
 @pytest.mark.parametrize("out_task_id", ["bad.id", "semi;colon", "x" * 65, "sp%20ace", "%2e%2e"])
 def test_invalid_out_task_id_is_rejected(receiver: Receiver, out_task_id: str) -> None:
     # even with the token an attacker who knows the secret would compute for that id
-    answer = post(receiver.url(out_task_id, callback_token(SECRET, out_task_id)))
+    answer = post(receiver.url(out_task_id, callback_token(SECRET, CONN_ID, out_task_id)))
     assert answer.status_code == 403
     assert receiver.waker.calls == []
 
@@ -159,7 +196,7 @@ def test_oversized_body_with_honest_content_length_is_413(receiver: Receiver) ->
 
 
 def test_declared_oversize_is_refused_before_the_body_arrives(receiver: Receiver) -> None:
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
     ).encode()
@@ -172,7 +209,7 @@ def test_declared_oversize_is_refused_before_the_body_arrives(receiver: Receiver
 
 def test_oversized_chunked_body_without_content_length_is_413(receiver: Receiver) -> None:
     receiver.waker.waiting["job-1"] = 1
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
@@ -188,7 +225,7 @@ def test_body_beyond_a_lying_content_length_is_never_read(receiver: Receiver) ->
     # Content-Length says 10 bytes; 100 KiB follow. Only the declared 10 bytes are the body: they
     # are not valid JSON, so the request is refused and the rest is never treated as its body.
     receiver.waker.waiting["job-1"] = 1
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
     ).encode()
@@ -212,7 +249,7 @@ def test_lookup_failure_is_503_and_not_cached(callback_conns: None) -> None:
 
     handler = CallbackReceiver(secret_lookup=broken_lookup, waker=waker)
     with LiveServer(create_callback_app(handler)) as server:
-        url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+        url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         assert post(url).status_code == 503
         assert post(url).status_code == 503
     assert attempts == [CONN_ID, CONN_ID]
@@ -224,7 +261,7 @@ def test_wake_failure_is_503(callback_conns: None) -> None:
         raise RuntimeError("database is locked")
 
     with LiveServer(create_callback_app(CallbackReceiver(waker=failing_waker))) as server:
-        url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+        url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         answer = post(url)
     assert answer.status_code == 503
     assert "database" not in answer.text
@@ -236,7 +273,7 @@ def test_wake_failure_is_503(callback_conns: None) -> None:
 def test_secret_is_cached_then_refreshed(callback_conns: None) -> None:
     server, _, lookup = start_receiver(secret_ttl=0.3)
     with server:
-        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, 'job-1')}"
+        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         for _ in range(5):
             assert post(url).status_code == 202
         assert lookup.calls == [CONN_ID]
@@ -248,7 +285,7 @@ def test_secret_is_cached_then_refreshed(callback_conns: None) -> None:
 def test_flood_of_bad_callbacks(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=RECEIVER_LOGGER)
     receiver.waker.waiting.update({"job-1": 1, "job-2": 1})
-    valid_job1 = callback_token(SECRET, "job-1")
+    valid_job1 = callback_token(SECRET, CONN_ID, "job-1")
     forged = [secrets.token_hex(32) for _ in range(400)]
     no_body: bytes | None = None
     bad_requests: list[tuple[str, bytes | None]] = [

@@ -71,10 +71,13 @@ def test_wake_resumes_only_the_matching_deferred_task(scenario: dict[str, Any]) 
         "other_class_job1": "deferred",
         "running_job1": "running",
         "unreadable_job1": "deferred",
+        "other_conn_job1": "deferred",
+        "unsettled_job4": "deferred",
         "http_job": "deferred",
+        "late_job": "running",
     }
-    woken, _, _ = scenario["wake_job1"]
-    assert woken == 1
+    woken, _, _, held = scenario["wake_job1"]
+    assert woken == 1 and held is None
     after = scenario["after_job1"]
     assert after["plain_job1"]["state"] == "scheduled"
     assert after["plain_job1"]["trigger_id"] is None
@@ -86,6 +89,8 @@ def test_wake_resumes_only_the_matching_deferred_task(scenario: dict[str, Any]) 
     assert after["other_class_job1"]["state"] == "deferred"
     assert after["running_job1"]["state"] == "running"
     assert event_of(after["other_class_job1"]) is None
+    # the same out_task_id waited on through another connection: a token of one connection never wakes it
+    assert after["other_conn_job1"]["state"] == "deferred"
     # kwargs encrypted with a Fernet key this deployment lacks: skipped with one warning, no failure
     assert after["unreadable_job1"]["state"] == "deferred"
     assert "Skipped 1 AIReiter trigger(s) whose kwargs cannot be read" in scenario["log"]
@@ -94,6 +99,21 @@ def test_wake_resumes_only_the_matching_deferred_task(scenario: dict[str, Any]) 
 def test_second_wake_wakes_nothing(scenario: dict[str, Any]) -> None:
     assert scenario["wake_job1_again"][0] == 0
     assert scenario["wake_unknown"][0] == 0
+
+
+def test_wake_holds_a_deferral_that_has_not_settled(scenario: dict[str, Any]) -> None:
+    woken, _, _, held = scenario["wake_unsettled"]
+    assert woken == 0
+    assert held is not None and held > scenario["started_at"] + 3000  # its resume_not_before, an hour ahead
+    assert scenario["after_unsettled"]["unsettled_job4"]["state"] == "deferred"
+
+
+def test_callback_before_the_deferral_wakes_the_task_once_it_defers(scenario: dict[str, Any]) -> None:
+    http = scenario["http"]
+    assert http["early"] == [202, {"accepted": True, "woken": 0, "pending": True}]
+    assert http["late_job_before_deferral"] == "running"
+    assert http["late_job_after_deferral"] == "scheduled"
+    assert event_of(http["late_job_event"]) == {"status": "callback", "out_task_id": "job-late"}
 
 
 def test_wake_reads_encrypted_trigger_kwargs(scenario: dict[str, Any]) -> None:
@@ -105,8 +125,8 @@ def test_wake_reads_encrypted_trigger_kwargs(scenario: dict[str, Any]) -> None:
 
 
 def test_wake_cost_with_thousands_of_deferred_triggers(scenario: dict[str, Any]) -> None:
-    cold_woken, cold_statements, cold_seconds = scenario["bulk_cold"]
-    warm_woken, warm_statements, warm_seconds = scenario["bulk_warm"]
+    cold_woken, cold_statements, cold_seconds, _ = scenario["bulk_cold"]
+    warm_woken, warm_statements, warm_seconds, _ = scenario["bulk_warm"]
     assert cold_woken == 1 and warm_woken == 1
     # One statement lists the waiting triggers, whatever their number; waking one task takes a few more
     # (Airflow's submit_event); a first call also reads the kwargs, 500 triggers per statement.
@@ -124,11 +144,13 @@ def test_callback_through_airflows_own_api_app(scenario: dict[str, Any]) -> None
     assert http["unknown_conn"][0] == 403
     assert http["missing_token"][0] == 401
     assert http["get"] == 405
-    assert http["unknown_task"] == [202, {"accepted": True, "woken": 0}]
+    assert http["unknown_task"] == [202, {"accepted": True, "woken": 0, "pending": True}]
     assert http["valid"] == [202, {"accepted": True, "woken": 1}]
     assert http["state_after_valid"]["state"] == "scheduled"
     assert event_of(http["state_after_valid"]) == {"status": "callback", "out_task_id": "job-http"}
     assert http["duplicate"] == [202, {"accepted": True, "woken": 0}]
+    # another connection's token: verified against this connection's path and secret, it does not match
+    assert http["other_conn_token_under_cb"][0] == 403
 
 
 def test_plugin_loaded_once_without_import_errors(scenario: dict[str, Any]) -> None:
@@ -142,5 +164,5 @@ def test_secret_and_tokens_stay_out_of_the_server_logs(scenario: dict[str, Any])
     log = scenario["log"]
     assert "AIReiter callback conn=aireiter_cb" in log  # the receiver did log
     assert SECRET not in log
-    for out_task_id in ("job-http", "nobody-waits"):
-        assert callback_token(SECRET, out_task_id) not in log
+    for out_task_id in ("job-http", "nobody-waits", "job-late"):
+        assert callback_token(SECRET, CONN_ID, out_task_id) not in log

@@ -35,7 +35,11 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
     from airflow.serialization.serialized_objects import BaseSerialization
 
     original = trigger(
-        deadline=1_900_000_000.5, aireiter_conn_id="my_conn", poll_interval=7, first_poll_at=1_899_999_000.25
+        deadline=1_900_000_000.5,
+        aireiter_conn_id="my_conn",
+        poll_interval=7,
+        first_poll_at=1_899_999_000.25,
+        resume_not_before=1_899_999_008.25,
     )
     classpath, kwargs = original.serialize()
     encoded = BaseSerialization.serialize(kwargs)
@@ -143,9 +147,42 @@ def test_first_poll_at_in_the_past_or_after_the_deadline(scripted: ScriptedServe
     assert 0.3 <= time.time() - started < 3 and len(scripted.received) == 3
 
 
-def test_on_kill_says_the_remote_task_keeps_running(capfd: pytest.CaptureFixture[str]) -> None:
+def test_on_kill_says_the_remote_task_keeps_running(
+    scripted: ScriptedServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
     asyncio.run(trigger().on_kill())
     assert "keeps running" in "".join(capfd.readouterr())
+
+
+def test_on_kill_without_an_answer_still_warns(capfd: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(trigger(aireiter_conn_id="no_such_connection").on_kill())
+    assert "keeps running" in "".join(capfd.readouterr())
+
+
+def test_a_callback_wake_is_not_reported_as_a_kill(scripted: ScriptedServer, capfd: pytest.CaptureFixture[str]) -> None:
+    """Airflow calls on_kill when the callback receiver resumed the task: the remote task is done, no warning."""
+    scripted.default = ok({"out_task_id": "t1", "status": "completed", "output": [{"url": "https://cdn/a.png"}]})
+    asyncio.run(trigger().on_kill())
+    out = "".join(capfd.readouterr())
+    assert "keeps running" not in out
+    assert "resumed by its completion callback" in out
+
+
+def test_no_event_before_the_deferral_has_settled(scripted: ScriptedServer) -> None:
+    """The remote task is already done at the first poll: the event still waits for resume_not_before."""
+    scripted.default = ok({"out_task_id": "t1", "status": "completed", "output": [{"url": "https://cdn/a.png"}]})
+    not_before = time.time() + 1.0
+    seen: list[float] = []
+
+    async def collect() -> None:
+        async for event in trigger(resume_not_before=not_before).run():
+            seen.append(time.time())
+            assert event.payload["status"] == "success"
+
+    asyncio.run(asyncio.wait_for(collect(), 20))
+    assert len(seen) == 1 and seen[0] >= not_before
+    assert len(scripted.received) == 1  # it held the event, it did not poll again meanwhile
 
 
 def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
