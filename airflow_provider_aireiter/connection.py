@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 from airflow_provider_aireiter.retry import RetryPolicy
@@ -25,6 +26,8 @@ DEFAULT_CONN_ID = "aireiter_default"
 DEFAULT_BASE_URL = "https://aireiter.com"
 API_PREFIX = "/api/openapi"
 DEFAULT_TIMEOUT = 60.0
+#: shortest callback signing secret accepted
+MIN_CALLBACK_SECRET_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,33 @@ class ConnectionSettings:
     def callbacks_enabled(self) -> bool:
         """Whether operators can send a signed ``callback_url``."""
         return bool(self.callback_base_url and self.callback_secret)
+
+    @property
+    def callbacks_half_configured(self) -> str | None:
+        """Which callback extra is missing when only one of the two is set (callbacks are then off)."""
+        if bool(self.callback_base_url) == bool(self.callback_secret):
+            return None
+        return "callback_secret" if self.callback_base_url else "callback_base_url"
+
+    def check_callback_settings(self) -> None:
+        """Refuse a ``callback_base_url`` that is not an http(s) URL without query, or a too-short secret.
+
+        :raises AireiterInvalidRequestError: naming the extra, its value (never the secret's) and what is allowed.
+        """
+        if self.callback_base_url:
+            parts = urlsplit(self.callback_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise AireiterInvalidRequestError(
+                    f"The connection {self.conn_id!r} has callback_base_url={self.callback_base_url!r}; it must be "
+                    "an http:// or https:// URL of this Airflow's API server as AIReiter reaches it, without a "
+                    "query or fragment, e.g. https://airflow.example.com or https://example.com/airflow."
+                )
+        if self.callback_secret and len(self.callback_secret) < MIN_CALLBACK_SECRET_CHARS:
+            raise AireiterInvalidRequestError(
+                f"The connection {self.conn_id!r} has a callback_secret of {len(self.callback_secret)} characters; "
+                f"it must have at least {MIN_CALLBACK_SECRET_CHARS} (e.g. the output of "
+                'python -c "import secrets; print(secrets.token_hex(32))").'
+            )
 
 
 def _base_url(host: str | None, port: int | None) -> str:

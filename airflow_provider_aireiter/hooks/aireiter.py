@@ -383,9 +383,13 @@ class AireiterHook(BaseHook):
         self._retry_policy = RetryPolicy(max_attempts=1)  # the button should answer at once
         try:
             settings = self.settings
+            settings.check_callback_settings()
             self.query(out_task_id="airflow-connection-test")
         except AireiterTaskNotFoundError:
-            return True, f"Connected to AIReiter at {settings.base_url}; the API key was accepted."
+            note = ""
+            if settings.callbacks_half_configured:
+                note = f" Callbacks are off: {settings.callbacks_half_configured} is not set."
+            return True, f"Connected to AIReiter at {settings.base_url}; the API key was accepted.{note}"
         except AireiterAuthError:
             return False, "AIReiter is reachable but rejected the API key: check the connection's API key."
         except AireiterTransientError as exc:

@@ -145,8 +145,12 @@ class AireiterGenerateOperator(BaseOperator):
         if self.callback_url:
             return self.callback_url
         settings = hook.settings
-        if not self.use_callback or not settings.callbacks_enabled:
+        if not self.use_callback:
             return None
+        _warn_once_if_half_configured(self.log, settings)
+        if not settings.callbacks_enabled:
+            return None
+        settings.check_callback_settings()  # before anything is sent: a bad URL would fail the submit
         from airflow_provider_aireiter.callbacks.tokens import callback_url
 
         assert settings.callback_base_url is not None and settings.callback_secret is not None
@@ -213,16 +217,18 @@ class AireiterGenerateOperator(BaseOperator):
             return submitted_dict(submitted, str(self.model))
         timeout = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
         deadline = time.time() + timeout
-        interval = self._effective_poll_interval(hook)
         if self.deferrable:
             info = hook.find_task(out_task_id)
             if info is not None and info.is_terminal:
                 return self._finish(hook, info, context)
-            self._defer_wait(out_task_id, deadline, interval)
+            self._defer_wait(out_task_id, deadline, self._effective_poll_interval(hook))
+        # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
+        interval = _seconds(self.poll_interval, DEFAULT_POLL_INTERVALS[self.kind])
         info = hook.wait_for_task(out_task_id, poll_interval=interval, deadline=deadline)
         return self._finish(hook, info, context)
 
     def _effective_poll_interval(self, hook: AireiterHook) -> float:
+        """The trigger's poll interval: the fallback interval when a callback is expected to wake it."""
         default = _seconds(self.poll_interval, DEFAULT_POLL_INTERVALS[self.kind])
         if self.use_callback and not self.callback_url and hook.settings.callbacks_enabled:
             # A callback wakes the task; queries are only the fallback when none arrives.
@@ -452,6 +458,23 @@ class Veo31Operator(AireiterGenerateOperator):
             },
             self.extra_params,
         )
+
+
+_HALF_CONFIGURED_WARNED: set[str] = set()
+
+
+def _warn_once_if_half_configured(log: Any, settings: Any) -> None:
+    """One warning per connection and process when only one of the two callback extras is set."""
+    missing = settings.callbacks_half_configured
+    if missing is None or settings.conn_id in _HALF_CONFIGURED_WARNED:
+        return
+    _HALF_CONFIGURED_WARNED.add(settings.conn_id)
+    log.warning(
+        "The connection %r sets only one of callback_base_url and callback_secret (%s is missing): completion "
+        "callbacks are off and tasks poll. Set both to use callbacks, or neither to silence this warning.",
+        settings.conn_id,
+        missing,
+    )
 
 
 def _callback_note(callback_url: str | None) -> str:
