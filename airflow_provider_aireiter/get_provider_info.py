@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_aireiter import __version__
+from airflow_provider_aireiter.resume_gate import DEFAULT_SETTLE_SECONDS
 
 PACKAGE_NAME = "airflow-provider-aireiter"
 
@@ -51,6 +52,23 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_aireiter.operators.links.AireiterOutputLink"],
+        "config": {
+            "aireiter": {
+                "description": "Settings of the AIReiter provider.",
+                "options": {
+                    "resume_settle_seconds": {
+                        "description": "Seconds after a deferral before the provider resumes the task, by its "
+                        "trigger or by a completion callback. Airflow's scheduler can fail a task resumed "
+                        "sooner (apache/airflow#66374, #72716). Raise it if your scheduler loop lags further; "
+                        "0 turns the hold off (for dag.test()).",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": None,
+                        "default": str(DEFAULT_SETTLE_SECONDS),
+                    }
+                },
+            }
+        },
         # The callback plugin is registered through the ``airflow.plugins`` entry point only: listing it
         # here as well would load it twice ("already registered", a plugin import error in the UI).
         "connection-types": [
