@@ -63,10 +63,14 @@ class Api:
 
 
 class Receiver:
-    """A local HTTP server recording POSTed callbacks; answers the scripted statuses, then 200."""
+    """A local HTTP server recording POSTed callbacks; answers the scripted statuses, then 200.
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    Every answer carries ``answer`` as its body (empty by default).
+    """
+
+    def __init__(self, statuses: list[int] | None = None, answer: bytes = b"") -> None:
         self.statuses = list(statuses or [])
+        self.answer = answer
         self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         receiver = self
@@ -85,8 +89,9 @@ class Receiver:
                     )
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(receiver.answer)))
                 self.end_headers()
+                self.wfile.write(receiver.answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -131,8 +136,8 @@ def make_receiver() -> Iterator[Any]:
     """Factory for receivers with scripted answer statuses."""
     made: list[Receiver] = []
 
-    def factory(statuses: list[int] | None = None) -> Receiver:
-        server = Receiver(statuses)
+    def factory(statuses: list[int] | None = None, answer: bytes = b"") -> Receiver:
+        server = Receiver(statuses, answer)
         made.append(server)
         return server
 

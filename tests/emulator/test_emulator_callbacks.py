@@ -64,6 +64,28 @@ def test_callback_retried_on_500(api, aireiter_emulator, make_receiver):
     assert len(flaky.received) == 3
 
 
+def test_callback_records_the_start_of_the_answer(api, aireiter_emulator, make_receiver):
+    chatty = make_receiver([503], answer=b'{"accepted": true, "woken": 1}' + b"x" * 1000)
+    api.submit("cb3a", callback_url=chatty.url + "/cb")
+    records = _wait_records(aireiter_emulator, 2)
+    assert [r["status_code"] for r in records] == [503, 200]
+    for record in records:
+        assert record["answer"].startswith('{"accepted": true, "woken": 1}')
+        assert len(record["answer"]) == 256
+
+
+def test_callback_answer_is_empty_or_none(api, aireiter_emulator, receiver):
+    api.submit("cb3b", callback_url=receiver.url + "/cb")
+    assert _wait_records(aireiter_emulator, 1)[0]["answer"] == ""
+    aireiter_emulator.reset()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api.submit("cb3c", callback_url=f"http://127.0.0.1:{port}/cb")
+    record = _wait_records(aireiter_emulator, 1)[0]
+    assert record["status_code"] is None and record["answer"] is None
+
+
 def test_callback_gives_up_after_four_attempts(api, aireiter_emulator, make_receiver):
     broken = make_receiver([500] * 10)
     api.submit("cb4", callback_url=broken.url + "/cb")
