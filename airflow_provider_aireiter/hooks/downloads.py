@@ -68,13 +68,32 @@ def check_output_url(url: str) -> None:
 
 
 def existing_output(directory: Any, stem: str, url: str) -> DownloadedFile | None:
-    """A complete file from an earlier try (same stem, extension from the URL), if there is one."""
-    candidate = directory / (stem + extension_for(None, url))
-    if candidate.exists():
-        size = candidate.stat().st_size
-        content_type = mimetypes.guess_type(candidate.name)[0]
-        return DownloadedFile(url=url, path=str(candidate), content_type=content_type, size=size, reused=True)
-    return None
+    """A complete file from an earlier try: ``<stem>.<any extension>`` in ``directory``, if there is one.
+
+    The extension is not predicted: it came from the content type the earlier try was served (which
+    only the server knows), so an ``out.jpg`` saved as ``.jpeg`` or an extension-less URL saved as
+    ``.png`` is found all the same. Only complete files carry the final name (see the module docstring).
+    """
+    try:
+        if not directory.exists():
+            return None
+        candidates = sorted(p for p in directory.iterdir() if _is_final_name_of(p.name, stem))
+    except FileNotFoundError:
+        return None
+    if not candidates:
+        return None
+    found = candidates[0]
+    size = found.stat().st_size
+    content_type = mimetypes.guess_type(found.name)[0]
+    return DownloadedFile(url=url, path=str(found), content_type=content_type, size=size, reused=True)
+
+
+def _is_final_name_of(name: str, stem: str) -> bool:
+    """``<stem>.<ext>`` (one suffix, no temporary ``.part`` file)."""
+    if not name.startswith(stem + "."):
+        return False
+    suffix = name[len(stem) :]
+    return suffix.count(".") == 1 and 1 < len(suffix) <= 8 and not suffix.endswith(".part")
 
 
 def stream_to_path(

@@ -122,3 +122,65 @@ def test_memory_does_not_grow_with_file_size(
         tracemalloc.stop()
     assert got.size == _Zeros.SIZE == (tmp_path / "big_0.mp4").stat().st_size
     assert peak < 8 * 1024 * 1024, f"peak Python allocations {peak / 1e6:.1f} MB for a 64 MB file"
+
+
+class _Shapes(BaseHTTPRequestHandler):
+    """Serves a few bytes under any path with the content type of ``TYPES``; 410 once ``expired``."""
+
+    TYPES = {"/out.jpg": "image/jpeg", "/signed": "image/png", "/clip.MP4": "video/mp4", "/x.bin": "image/webp"}
+    expired = False
+    gets: list[str] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        type(self).gets.append(path)
+        if type(self).expired:
+            self.send_response(410)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = path.encode() * 10
+        self.send_response(200)
+        self.send_header("Content-Type", self.TYPES[path])
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("path", ["/out.jpg", "/signed?sig=abc&exp=1", "/clip.MP4?x=1", "/x.bin"])
+def test_a_retry_finds_the_complete_file_whatever_the_url_shape(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first try saved the file under the served content type's extension; the second try finds it,
+    although the URL's own suffix says otherwise and the URL has expired meanwhile."""
+    from tests.conftest import conn_json
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shapes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Shapes.expired, _Shapes.gets = False, []
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json("http://127.0.0.1:9"))
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+        first = AireiterHook().download(url, storage(tmp_path), "task_0")
+        assert not first.reused
+        _Shapes.expired = True
+        second = AireiterHook().download(url, storage(tmp_path), "task_0")
+        assert second.reused and second.path == first.path and second.size == first.size
+        assert len(_Shapes.gets) == 1  # the retry did not fetch it again
+        assert [p.name for p in tmp_path.iterdir()] == [first.path.rsplit("/", 1)[1]]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_file_of_another_index_is_not_taken_for_this_one(tmp_path: Path) -> None:
+    from airflow_provider_aireiter.hooks.downloads import existing_output
+
+    (tmp_path / "task_10.png").write_bytes(b"x")
+    (tmp_path / ".task_1.abcd1234.part").write_bytes(b"x")
+    assert existing_output(storage(tmp_path), "task_1", "https://cdn/a.png") is None
+    assert existing_output(storage(tmp_path), "task_10", "https://cdn/a.png") is not None
