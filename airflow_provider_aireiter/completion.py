@@ -15,7 +15,7 @@ from airflow_provider_aireiter.exceptions import (
     error_for_reason,
 )
 from airflow_provider_aireiter.models import SubmitResult, TaskInfo
-from airflow_provider_aireiter.operators.links import OUTPUT_URL_XCOM_KEY
+from airflow_provider_aireiter.operators.links import OUTPUT_URL_ATTRIBUTE
 from airflow_provider_aireiter.waiting import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
@@ -132,9 +132,9 @@ def finish(
     else:
         outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]
     result = result_dict(info, outputs)
-    ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is not None and info.output_urls:
-        ti.xcom_push(key=OUTPUT_URL_XCOM_KEY, value=info.output_urls[0])
+    task = context.get("task") if hasattr(context, "get") else None
+    if task is not None and info.output_urls:
+        setattr(task, OUTPUT_URL_ATTRIBUTE, info.output_urls[0])  # read by the "AIReiter output" link
     _record_asset_events(context, outlets, result)
     where = ", ".join(o["path"] for o in outputs if o.get("path")) or "not downloaded (no output_path)"
     log.info(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class ErrorReason(str, Enum):
@@ -53,19 +53,27 @@ class AireiterError(AirflowException):
         return self.message
 
 
-class AireiterAuthError(AireiterError):
+class AireiterPermanentError(AireiterError, AirflowFailException):
+    """An error that no retry can fix: the Airflow task fails at once, without using its retries.
+
+    Airflow's own ``AirflowFailException`` is a base class, so a task's ``retries`` are not spent on a
+    wrong API key, missing credits, params the service rejects, or a wrong base URL.
+    """
+
+
+class AireiterAuthError(AireiterPermanentError):
     """The service rejected the API key (401)."""
 
     reason = ErrorReason.AUTH
 
 
-class AireiterInsufficientCreditsError(AireiterError):
+class AireiterInsufficientCreditsError(AireiterPermanentError):
     """The account has not enough credits for this task (service code 433)."""
 
     reason = ErrorReason.INSUFFICIENT_CREDITS
 
 
-class AireiterInvalidRequestError(AireiterError, ValueError):
+class AireiterInvalidRequestError(AireiterPermanentError, ValueError):
     """The request is malformed or a parameter is not allowed (service code 400, or local validation)."""
 
     reason = ErrorReason.INVALID_REQUEST
@@ -120,13 +128,13 @@ class AireiterRateLimitedError(AireiterTransientError):
         self.retry_after = retry_after
 
 
-class AireiterResponseError(AireiterError):
-    """The service answered with something that is not its JSON envelope (an HTML page, bad JSON)."""
+class AireiterResponseError(AireiterPermanentError):
+    """The service answered with something that is not its JSON envelope (an HTML page: a wrong base URL)."""
 
     reason = ErrorReason.BAD_RESPONSE
 
 
-class AireiterGarbledResponseError(AireiterTransientError, AireiterResponseError):
+class AireiterGarbledResponseError(AireiterTransientError):
     """The answer was cut short or is not valid JSON: the request may have been processed; worth another try."""
 
     reason = ErrorReason.BAD_RESPONSE

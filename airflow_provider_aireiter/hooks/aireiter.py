@@ -29,6 +29,7 @@ from airflow_provider_aireiter.envelope import (
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
+    AireiterGarbledResponseError,
     AireiterInvalidRequestError,
     AireiterResponseError,
     AireiterSubmitOutcomeUnknownError,
@@ -179,7 +180,7 @@ class AireiterHook(BaseHook):
             # Any other status: the body may still be the service's envelope (it says more).
             try:
                 decode_envelope(content, headers.get("content-type"), what=what)
-            except AireiterResponseError:
+            except (AireiterResponseError, AireiterGarbledResponseError):
                 raise error from None
         payload = decode_envelope(content, headers.get("content-type"), what=what)
         return payload

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
-#: XCom key holding the first output URL of a finished task
-OUTPUT_URL_XCOM_KEY = "aireiter_output_url"
+#: operator attribute holding the first output URL once the task has finished
+OUTPUT_URL_ATTRIBUTE = "aireiter_output_url"
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey  # type: ignore[attr-defined]
@@ -19,7 +19,8 @@ class AireiterOutputLink(BaseOperatorLink):
     name = "AIReiter output"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        url = XCom.get_value(ti_key=ti_key, key=OUTPUT_URL_XCOM_KEY)
+        # Airflow 3 calls this once, in the task's own process when it ends (also when it defers), and
+        # stores the answer for the UI. The finish step has set the URL on the operator by then; no
+        # lookup is made, so a deferral or a failure logs no "XCom not found" error.
+        url = getattr(operator, OUTPUT_URL_ATTRIBUTE, None)
         return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""

@@ -15,6 +15,7 @@ import requests
 
 from airflow_provider_aireiter.callbacks.receiver import CallbackLookupError, CallbackReceiver, create_callback_app
 from airflow_provider_aireiter.callbacks.tokens import callback_token, callback_url, redact_token
+from airflow_provider_aireiter.callbacks.wake import WakeResult
 from tests.callbacks.helpers import (
     CONN_ID,
     NO_SECRET_CONN_ID,
@@ -243,9 +244,9 @@ def test_lookup_failure_is_503_and_not_cached(callback_conns: None) -> None:
 
     woken: list[str] = []
 
-    def waker(out_task_id: str) -> int:
+    def waker(conn_id: str, out_task_id: str) -> WakeResult:
         woken.append(out_task_id)
-        return 1
+        return WakeResult(woken=1)
 
     handler = CallbackReceiver(secret_lookup=broken_lookup, waker=waker)
     with LiveServer(create_callback_app(handler)) as server:
@@ -257,7 +258,7 @@ def test_lookup_failure_is_503_and_not_cached(callback_conns: None) -> None:
 
 
 def test_wake_failure_is_503(callback_conns: None) -> None:
-    def failing_waker(out_task_id: str) -> int:
+    def failing_waker(conn_id: str, out_task_id: str) -> WakeResult:
         raise RuntimeError("database is locked")
 
     with LiveServer(create_callback_app(CallbackReceiver(waker=failing_waker))) as server:

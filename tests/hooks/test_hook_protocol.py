@@ -11,6 +11,7 @@ from airflow_provider_aireiter import __version__
 from airflow_provider_aireiter.envelope import BODY_PREVIEW_CHARS, preview
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
+    AireiterGarbledResponseError,
     AireiterInsufficientCreditsError,
     AireiterInvalidRequestError,
     AireiterRateLimitedError,
@@ -86,7 +87,7 @@ def test_gpt_image_2_official_envelope(scripted: ScriptedServer) -> None:
         (Answer(200, {"ok": True, "statusCode": 429, "message": "busy"}), AireiterRateLimitedError, 4),
         (Answer(429, "{}", {"Retry-After": "0"}), AireiterRateLimitedError, 4),
         (Answer(503, b"upstream down"), AireiterTransientError, 4),
-        (Answer(200, b'{"ok": true, "statusCo'), AireiterResponseError, 4),
+        (Answer(200, b'{"ok": true, "statusCo'), AireiterGarbledResponseError, 4),
     ],
 )
 @pytest.mark.parametrize("mode", ["sync", "async"])
