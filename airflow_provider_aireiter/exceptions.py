@@ -163,6 +163,10 @@ class AireiterTaskFailedError(AireiterError):
         self.remote_error = remote_error
 
 
+class AireiterWatchedTaskFailedError(AireiterTaskFailedError, AirflowFailException):
+    """The task a sensor watches failed remotely: the sensor fails without retrying (a retry sees the same)."""
+
+
 class AireiterSubmitOutcomeUnknownError(AireiterError):
     """A submit's answer was lost and the service could not be asked whether it landed.
 

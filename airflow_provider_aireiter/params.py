@@ -136,10 +136,15 @@ def _describe(error: dict[str, Any], field_prefix: str) -> str:
     return f"{field}={_short(repr(value))}: {message}"
 
 
-def validate_params(model: str, params: Any, *, field_prefix: str = "model_params") -> dict[str, Any]:
+def validate_params(
+    model: str, params: Any, *, field_prefix: str = "model_params", unknown: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Check ``params`` for ``model`` and return what to send.
 
     Known models are checked against their rules; other models only need a JSON object.
+
+    :param unknown: param keys whose values are not known yet (Jinja, an XCom): problems with them
+        are left for the check after rendering.
     :raises AireiterInvalidRequestError: naming the field, the bad value and the allowed values.
     """
     if not isinstance(model, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", model or ""):
@@ -155,13 +160,16 @@ def validate_params(model: str, params: Any, *, field_prefix: str = "model_param
         return dict(params)
     limit = _IMAGE_COUNT_LIMITS.get(model)
     images = params.get("image_url")
-    if limit is not None and isinstance(images, list) and len(images) > limit:
+    if limit is not None and isinstance(images, list) and len(images) > limit and "image_url" not in unknown:
         raise AireiterInvalidRequestError(
             f"{field_prefix}.image_url has {len(images)} images; {model} accepts at most {limit}."
         )
     try:
         rules.model_validate(params)
     except ValidationError as exc:
-        problems = "; ".join(_describe(dict(e), field_prefix) for e in exc.errors(include_url=False))
-        raise AireiterInvalidRequestError(f"Invalid params for {model}: {problems}.") from None
+        found: list[dict[str, Any]] = [dict(e) for e in exc.errors(include_url=False)]
+        known = [e for e in found if not (e.get("loc") and str(next(iter(e["loc"]))) in unknown)]
+        if known:
+            problems = "; ".join(_describe(e, field_prefix) for e in known)
+            raise AireiterInvalidRequestError(f"Invalid params for {model}: {problems}.") from None
     return dict(params)

@@ -1,15 +1,22 @@
 """Generation operators: a generic one for any AIReiter model and one per documented model.
 
 Each operator submits one task (or reattaches to it after a retry), waits on the worker or deferred
-in the triggerer, downloads the outputs to ``output_path`` and returns a small plain-JSON dict.
+in the triggerer (:mod:`.wait`, shared with the sensor), downloads the outputs to ``output_path`` and
+returns a small plain-JSON dict.
+
+The model operators are driven by one table each (:class:`ModelArg`): the operator argument, the
+param it is sent as, and how a rendered template string becomes a value. Every argument in the table
+is a template field; values are validated at parse time where they are literals (also in
+``.partial()``) and again after rendering.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.configuration import conf
@@ -17,6 +24,7 @@ from airflow.sdk.configuration import conf
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 from airflow_provider_aireiter.operators.links import AireiterOutputLink
+from airflow_provider_aireiter.operators.wait import AireiterWaitMixin
 from airflow_provider_aireiter.params import VEO31_CHANNELS, model_kind, validate_params
 from airflow_provider_aireiter.task_ids import attempt_id, check_out_task_id, default_out_task_id
 
@@ -35,6 +43,8 @@ DEFAULT_TIMEOUTS = {"image": 15 * 60.0, "video": 60 * 60.0}
 DEFAULT_POLL_INTERVALS = {"image": 5.0, "video": 15.0}
 #: seconds between fallback queries while a completion callback is expected
 DEFAULT_CALLBACK_POLL_INTERVAL = 60.0
+#: attempt ids tried past the try number when ``regenerate_finished`` skips completed ones
+_MAX_EXTRA_ATTEMPTS = 50
 
 
 def _seconds(value: float | timedelta | None, default: float) -> float:
@@ -43,12 +53,41 @@ def _seconds(value: float | timedelta | None, default: float) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class AireiterGenerateOperator(BaseOperator):
+def _as_int(value: Any) -> Any:
+    """A rendered template ``"5"`` as ``5``; anything else unchanged (and validated as it is)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return value
+
+
+def _as_bool(value: Any) -> Any:
+    """A rendered template ``"True"``/``"false"`` as a bool; anything else unchanged."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+@dataclass(frozen=True)
+class ModelArg:
+    """One argument of a model operator.
+
+    :param name: the operator's keyword argument (a template field).
+    :param param: the key it is sent as in ``params``; ``None`` for an argument that is not a param
+        (Veo's ``channel`` picks the model id).
+    :param coerce: turns a rendered template string into the value's type (``"5"`` -> 5).
+    """
+
+    name: str
+    param: str | None
+    coerce: Callable[[Any], Any] | None = None
+
+
+class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
     """Generate images or videos with any AIReiter model.
 
     :param model: the model id, with its channel suffix if any (``"nano_banana_pro"``, ``"sora2_plus"``).
     :param model_params: the model's params, sent as given (templated). Known models are validated first.
-    :param aireiter_conn_id: the ``aireiter`` connection.
+    :param aireiter_conn_id: the ``aireiter`` connection (templated).
     :param out_task_id: your id for the remote task (templated). By default derived from dag_id, task_id,
         run_id and map_index: stable across retries, so a retry reattaches instead of paying again.
     :param callback_url: where AIReiter POSTs on completion. By default, when the connection has a
@@ -57,17 +96,35 @@ class AireiterGenerateOperator(BaseOperator):
     :param metadata: a dict AIReiter returns unchanged in query results (templated).
     :param wait_for_completion: wait for the task to finish (default); ``False`` returns right after submitting.
     :param poll_interval: seconds between status queries (default 5 for images, 15 for videos).
-    :param callback_poll_interval: seconds between fallback queries while a callback is expected (default 60).
+    :param callback_poll_interval: seconds between fallback queries of a deferred task while a callback
+        is expected (default 60). A task waiting on a worker always polls at ``poll_interval``.
     :param timeout: longest wait in seconds or a timedelta (default 15 min for images, 60 min for videos).
+        ``execution_timeout``, when set and sooner, bounds a deferred wait too.
     :param output_path: where to store the outputs (templated): an ``ObjectStoragePath`` or a URI such as
         ``file:///data/media/{{ ds }}/`` or ``s3://bucket/prefix/``. Files are named ``<out_task_id>_<n>.<ext>``.
+    :param regenerate_finished: when the task is cleared or re-run after its remote task *completed*,
+        generate anew (a new attempt id, new credits) instead of returning the same media. Remote
+        tasks still running are always reattached. Default ``False``: reattach, never pay twice.
     :param deferrable: wait in the triggerer instead of on a worker (default: ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = ("model", "model_params", "out_task_id", "metadata", "output_path", "callback_url")
+    template_fields: Sequence[str] = (
+        "model",
+        "model_params",
+        "out_task_id",
+        "metadata",
+        "output_path",
+        "callback_url",
+        "aireiter_conn_id",
+    )
     template_fields_renderers = {"model_params": "json", "metadata": "json"}
     operator_extra_links = (AireiterOutputLink(),)
     ui_color = "#f3e8ff"
+
+    #: the table of a model operator's own arguments (empty for the generic operator)
+    model_args: ClassVar[tuple[ModelArg, ...]] = ()
+    #: how errors name the params (``model_params.x`` here, ``params.x`` for model operators)
+    params_field: ClassVar[str] = "model_params"
 
     def __init__(
         self,
@@ -84,6 +141,7 @@ class AireiterGenerateOperator(BaseOperator):
         callback_poll_interval: float = DEFAULT_CALLBACK_POLL_INTERVAL,
         timeout: float | timedelta | None = None,
         output_path: Any = None,
+        regenerate_finished: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -100,40 +158,84 @@ class AireiterGenerateOperator(BaseOperator):
         self.callback_poll_interval = callback_poll_interval
         self.wait_timeout = timeout
         self.output_path = output_path
+        self.regenerate_finished = regenerate_finished
         self.deferrable = deferrable
-        self._validate(at_parse_time=True)
+        self.check_values(self._values(), at_parse_time=True)
 
-    # -------------------------------------------------------------- parameters
+    # -------------------------------------------------------------- parameters (one piece of code)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """Airflow's ``partial()``, with the literal arguments validated at parse time like an unmapped task's."""
+        cls.check_values(kwargs, at_parse_time=True, absent_unknown=True)
+        return super().partial(**kwargs)  # type: ignore[misc]
+
+    def _values(self) -> dict[str, Any]:
+        names = ["model", "model_params", "out_task_id", "metadata", "extra_params"]
+        names += [arg.name for arg in self.model_args]
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    @classmethod
+    def model_for(cls, values: Mapping[str, Any]) -> Any:
+        """The model id the values select (Veo's ``channel`` picks it)."""
+        return values.get("model")
+
+    @classmethod
+    def params_for(cls, values: Mapping[str, Any]) -> Any:
+        """The params to send for these values: ``model_params`` as given."""
+        params = values.get("model_params")
+        return dict(params) if isinstance(params, dict) else params
+
+    @classmethod
+    def check_values(
+        cls, values: Mapping[str, Any], *, at_parse_time: bool, absent_unknown: bool = False
+    ) -> dict[str, Any] | None:
+        """Validate what is known; return the params to send (``None`` when the model is not known yet).
+
+        :param at_parse_time: values holding Jinja or an XCom are left for the check after rendering.
+        :param absent_unknown: arguments not in ``values`` are not known yet (``.partial()``: they come
+            from ``.expand()``).
+        """
+        metadata = values.get("metadata")
+        if metadata is not None and not _is_lazy(metadata) and not isinstance(metadata, dict):
+            raise AireiterInvalidRequestError(f"metadata must be a dict, got {type(metadata).__name__}.")
+        out_task_id = values.get("out_task_id")
+        if out_task_id is not None and not (at_parse_time and _is_lazy(out_task_id)):
+            check_out_task_id(out_task_id)
+        model = cls.model_for(values)
+        if at_parse_time and (model is None or _is_lazy(model)):
+            return None
+        if at_parse_time and absent_unknown and not cls.model_args and "model_params" not in values:
+            return None  # the generic operator's params come from .expand()
+        params = cls.params_for(values)
+        if at_parse_time and not isinstance(params, dict) and _is_lazy(params):
+            return None  # a template or an XComArg for all of them: checked after rendering
+        unknown: set[str] = set()
+        if at_parse_time and isinstance(params, dict):
+            unknown = {key for key, value in params.items() if _is_lazy(value)}
+            if absent_unknown:
+                unknown |= {arg.param for arg in cls.model_args if arg.param and arg.name not in values}
+        return validate_params(str(model), params, field_prefix=cls.params_field, unknown=frozenset(unknown))
 
     def build_params(self) -> Any:
-        """The params to send (subclasses build them from their keyword arguments); validated by the caller."""
-        return dict(self.model_params) if isinstance(self.model_params, dict) else self.model_params
+        """The params this task sends, from its current (rendered) values, before validation."""
+        return self.params_for(self._values())
 
-    def _validate(self, *, at_parse_time: bool = False) -> dict[str, Any] | None:
-        """Validate what can be validated; values still holding Jinja are checked after rendering."""
-        if at_parse_time and _has_template(self._template_values()):
-            return None
-        if self.metadata is not None and not isinstance(self.metadata, dict):
-            raise AireiterInvalidRequestError(f"metadata must be a dict, got {type(self.metadata).__name__}.")
-        if self.out_task_id is not None and not (at_parse_time and "{{" in str(self.out_task_id)):
-            check_out_task_id(self.out_task_id)
-        return validate_params(self.model, self.build_params(), field_prefix=self._params_field)
-
-    _params_field = "model_params"
-
-    def _template_values(self) -> list[Any]:
-        return [self.model, self.model_params]
+    @property
+    def resolved_model(self) -> str:
+        return str(self.model_for(self._values()))
 
     @property
     def kind(self) -> str:
-        return model_kind(str(self.model))
+        return model_kind(self.resolved_model)
 
-    # -------------------------------------------------------------- execution
+    def poll_seconds(self) -> float:
+        return _seconds(self.poll_interval, DEFAULT_POLL_INTERVALS[self.kind])
 
-    def _hook(self) -> AireiterHook:
-        from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    def expects_callback(self, hook: AireiterHook) -> bool:
+        return self.use_callback and not self.callback_url and hook.settings.callbacks_enabled
 
-        return AireiterHook(self.aireiter_conn_id)
+    # -------------------------------------------------------------- submitting
 
     def _base_out_task_id(self, context: Context) -> str:
         if self.out_task_id:
@@ -160,52 +262,64 @@ class AireiterGenerateOperator(BaseOperator):
         """Reattach to a task an earlier try created; submit only when there is none to reattach to.
 
         Try ``n`` looks at ids ``base``, ``base-r2`` ... ``base-r<n>`` in order: the first unknown one is
-        submitted; a running or completed one is reattached; a failed one moves on to the next id.
+        submitted; a running (or, unless ``regenerate_finished``, completed) one is reattached; a failed
+        one moves on to the next id. With ``regenerate_finished``, completed ones move on too, past
+        ``base-r<n>`` if need be.
         """
         from airflow_provider_aireiter.models import StatusKind, SubmitResult
 
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
-        last_failed: TaskInfo | None = None
-        for attempt in range(1, try_number + 1):
+        last: TaskInfo | None = None
+        for attempt in range(1, try_number + _MAX_EXTRA_ATTEMPTS + 1):
+            if attempt > try_number and not (last is not None and last.kind is StatusKind.SUCCESS):
+                break  # past this try's own id only to skip completed tasks
             candidate = attempt_id(base, attempt)
             existing = hook.find_task(candidate)
             if existing is None:
                 return self._submit(hook, params, candidate)
-            if existing.kind is not StatusKind.FAILURE:
+            last = existing
+            if existing.kind is StatusKind.FAILURE:
                 self.log.info(
-                    "AIReiter already has task %s (%s) from an earlier try: reattaching, nothing is submitted.",
-                    candidate,
-                    existing.status,
+                    "Earlier attempt %s failed remotely (%s); trying the next attempt id.", candidate, existing.error
                 )
-                return SubmitResult.reattached_to(existing, candidate)
-            last_failed = existing
+                continue
+            if existing.kind is StatusKind.SUCCESS and self.regenerate_finished:
+                self.log.info("Attempt %s completed earlier; regenerate_finished: generating anew.", candidate)
+                continue
             self.log.info(
-                "Earlier attempt %s failed remotely (%s); trying the next attempt id.", candidate, existing.error
+                "AIReiter already has task %s (%s) from an earlier try: reattaching, nothing is submitted.",
+                candidate,
+                existing.status,
             )
-        # Every id up to this try exists and failed: this try's own id already failed (a manual re-run).
-        assert last_failed is not None
+            return SubmitResult.reattached_to(existing, candidate)
+        # This try's own id already failed (a manual re-run of a failed task).
+        assert last is not None
         from airflow_provider_aireiter.waiting import raise_if_failed
 
-        raise_if_failed(last_failed)
-        raise AssertionError("unreachable")
+        raise_if_failed(last)
+        raise AireiterInvalidRequestError(f"No free attempt id left after {base!r}; set out_task_id to a new value.")
 
     def _submit(self, hook: AireiterHook, params: dict[str, Any], out_task_id: str) -> SubmitResult:
         callback_url = self._callback_url(hook, out_task_id)
-        result = hook.submit(str(self.model), params, out_task_id, callback_url=callback_url, metadata=self.metadata)
+        result = hook.submit(
+            self.resolved_model, params, out_task_id, callback_url=callback_url, metadata=self.metadata
+        )
         credits = "unknown" if result.estimated_credits is None else f"{result.estimated_credits:g}"
         self.log.info(
             "Submitted AIReiter task %s: model %s, estimated credits %s%s; %s",
             result.out_task_id,
-            self.model,
+            self.resolved_model,
             credits,
             " (reattached: the earlier submit had arrived)" if result.reattached else "",
             _callback_note(callback_url),
         )
         return result
 
+    # -------------------------------------------------------------- execution
+
     def execute(self, context: Context) -> dict[str, Any]:
-        params = self._validate()
+        params = self.check_values(self._values(), at_parse_time=False)
         assert params is not None
         hook = self._hook()
         submitted = self._submit_or_reattach(hook, params, context)
@@ -214,45 +328,16 @@ class AireiterGenerateOperator(BaseOperator):
         if not self.wait_for_completion:
             from airflow_provider_aireiter.completion import submitted_dict
 
-            return submitted_dict(submitted, str(self.model))
-        timeout = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
-        deadline = time.time() + timeout
+            return submitted_dict(submitted, self.resolved_model)
+        wait_seconds = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
         if self.deferrable:
-            info = hook.find_task(out_task_id)
-            if info is not None and info.is_terminal:
-                return self._finish(hook, info, context)
-            self._defer_wait(out_task_id, deadline, self._effective_poll_interval(hook))
-        # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
-        interval = _seconds(self.poll_interval, DEFAULT_POLL_INTERVALS[self.kind])
-        info = hook.wait_for_task(out_task_id, poll_interval=interval, deadline=deadline)
-        return self._finish(hook, info, context)
-
-    def _effective_poll_interval(self, hook: AireiterHook) -> float:
-        """The trigger's poll interval: the fallback interval when a callback is expected to wake it."""
-        default = _seconds(self.poll_interval, DEFAULT_POLL_INTERVALS[self.kind])
-        if self.use_callback and not self.callback_url and hook.settings.callbacks_enabled:
-            # A callback wakes the task; queries are only the fallback when none arrives.
-            return max(default, float(self.callback_poll_interval))
-        return default
-
-    def _defer_wait(self, out_task_id: str, deadline: float, interval: float) -> NoReturn:
-        from airflow_provider_aireiter.resume_gate import resume_not_before
-        from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
-
-        now = time.time()
-        self.defer(
-            trigger=AireiterTaskTrigger(
-                out_task_id=out_task_id,
-                deadline=deadline,
-                aireiter_conn_id=self.aireiter_conn_id,
-                poll_interval=interval,
-                first_poll_at=now + interval,  # this task has just asked
-                resume_not_before=resume_not_before(now),
-            ),
-            method_name="execute_complete",
-            kwargs={"out_task_id": out_task_id, "deadline": deadline, "deferred_at": now},
-            timeout=None,
-        )
+            info = self.check_then_defer(context, hook, out_task_id, wait_seconds, self.poll_seconds())
+        else:
+            # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
+            deadline, _ = self.wait_deadline(context, wait_seconds)
+            info = hook.wait_for_task(out_task_id, poll_interval=self.poll_seconds(), deadline=deadline)
+        assert info is not None
+        return self.finish(hook, info, context)
 
     def execute_complete(
         self,
@@ -260,6 +345,7 @@ class AireiterGenerateOperator(BaseOperator):
         event: dict[str, Any] | None = None,
         out_task_id: str | None = None,
         deadline: float | None = None,
+        deadline_kind: str | None = None,
         deferred_at: float | None = None,
     ) -> dict[str, Any]:
         """Resume after the trigger fired: the same checks, downloads and result as the sync path.
@@ -267,23 +353,12 @@ class AireiterGenerateOperator(BaseOperator):
         Woken by a completion callback, it asks the service; a task still running is deferred again
         with the same deadline.
         """
-        from airflow_provider_aireiter.completion import log_wake, resolve_event
-
         hook = self._hook()
         # dag.test() replaces the defer kwargs with the event; the event names the task too.
         out_task_id = out_task_id or (event.get("out_task_id") if isinstance(event, dict) else None)
-        log_wake(self.log, event, deferred_at)
-        info = resolve_event(hook, event, out_task_id)
-        if info is None:
-            assert out_task_id is not None
-            self.log.info("Woken by a callback, but AIReiter task %s is still running; waiting again.", out_task_id)
-            self._defer_wait(out_task_id, deadline or time.time(), self._effective_poll_interval(hook))
-        return self._finish(hook, info, context)
-
-    def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
-        from airflow_provider_aireiter.completion import finish
-
-        return finish(hook, info, output_path=self.output_path, context=context, outlets=self.outlets, log=self.log)
+        assert out_task_id, "resumed without an out_task_id"
+        info = self.resume(hook, event, out_task_id, deadline, deadline_kind, deferred_at)
+        return self.finish(hook, info, context)
 
     def on_kill(self) -> None:
         self.log.warning(
@@ -293,28 +368,82 @@ class AireiterGenerateOperator(BaseOperator):
         )
 
 
-class SeedreamV5LiteOperator(AireiterGenerateOperator):
+class AireiterModelOperator(AireiterGenerateOperator):
+    """Base of the per-model operators: ``model_args`` names their arguments, ``model_id`` their model."""
+
+    model_id: ClassVar[str] = ""
+    params_field: ClassVar[str] = "params"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.template_fields = (
+            *AireiterGenerateOperator.template_fields,
+            *(arg.name for arg in cls.model_args),
+            "extra_params",
+        )
+        cls.template_fields_renderers = {**AireiterGenerateOperator.template_fields_renderers, "extra_params": "json"}
+
+    def __init__(self, *, model_values: Mapping[str, Any], extra_params: dict[str, Any] | None, **kwargs: Any) -> None:
+        for arg in self.model_args:
+            setattr(self, arg.name, model_values.get(arg.name))
+        self.extra_params = extra_params if extra_params is not None else {}
+        model = self.model_for(model_values)  # Veo: its channel's model; a bad channel fails here
+        super().__init__(model=model if not _is_lazy(model) else self.model_id, **kwargs)
+
+    @classmethod
+    def params_for(cls, values: Mapping[str, Any]) -> Any:
+        """Only what the caller set (no invented defaults); ``extra_params`` may not repeat an argument."""
+        extra = values.get("extra_params") or {}
+        if _is_lazy(extra):
+            extra = {}
+        if not isinstance(extra, dict):
+            raise AireiterInvalidRequestError(f"extra_params must be a dict, got {type(extra).__name__}.")
+        params: dict[str, Any] = {}
+        for arg in cls.model_args:
+            value = values.get(arg.name)
+            if arg.param is None or value is None:
+                continue
+            params[arg.param] = arg.coerce(value) if arg.coerce is not None else value
+        clash = sorted(set(params) & set(extra))
+        if clash:
+            raise AireiterInvalidRequestError(
+                f"extra_params sets {', '.join(clash)}, which is already an operator argument; set it only once."
+            )
+        params.update(extra)
+        return params
+
+    @classmethod
+    def model_for(cls, values: Mapping[str, Any]) -> Any:
+        return cls.model_id
+
+
+def _model_values(local_names: Mapping[str, Any], table: tuple[ModelArg, ...]) -> dict[str, Any]:
+    """A model operator's ``__init__`` arguments named in its table."""
+    return {arg.name: local_names.get(arg.name) for arg in table}
+
+
+class SeedreamV5LiteOperator(AireiterModelOperator):
     """Generate an image with Seedream 5.0 Lite (model ``seedream_v5_lite``).
 
     :param prompt: what to draw (templated).
     :param image_urls: up to 9 reference images (templated): public http(s) URLs or
         ``data:image/(jpeg|png|webp);base64,`` URIs of at most 10 MB; sent as ``params.image_url``.
-    :param aspect_ratio: ``1:1``, ``3:2``, ``2:3``, ``4:3``, ``3:4``, ``16:9``, ``9:16`` or ``21:9``.
-    :param resolution: ``2K`` (the service's default) or ``3K``.
-    :param web_search: let the model search the web (adds latency).
+    :param aspect_ratio: ``1:1``, ``3:2``, ``2:3``, ``4:3``, ``3:4``, ``16:9``, ``9:16`` or ``21:9`` (templated).
+    :param resolution: ``2K`` (the service's default) or ``3K`` (templated).
+    :param web_search: let the model search the web (adds latency; templated, ``"true"``/``"false"`` accepted).
     :param extra_params: further params, sent as given (for params the service adds later).
 
     Other arguments: see :class:`AireiterGenerateOperator`.
     """
 
-    template_fields: Sequence[str] = (
-        *AireiterGenerateOperator.template_fields,
-        "prompt",
-        "image_urls",
-        "extra_params",
+    model_id = "seedream_v5_lite"
+    model_args = (
+        ModelArg("prompt", "prompt"),
+        ModelArg("image_urls", "image_url"),
+        ModelArg("aspect_ratio", "aspect_ratio"),
+        ModelArg("resolution", "resolution"),
+        ModelArg("web_search", "web_search", _as_bool),
     )
-    template_fields_renderers = {**AireiterGenerateOperator.template_fields_renderers, "extra_params": "json"}
-    _params_field = "params"
 
     def __init__(
         self,
@@ -327,45 +456,28 @@ class SeedreamV5LiteOperator(AireiterGenerateOperator):
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.prompt = prompt
-        self.image_urls = image_urls
-        self.aspect_ratio = aspect_ratio
-        self.resolution = resolution
-        self.web_search = web_search
-        self.extra_params = extra_params or {}
-        super().__init__(model="seedream_v5_lite", **kwargs)
-
-    def _template_values(self) -> list[Any]:
-        return [self.prompt, self.image_urls, self.extra_params]
-
-    def build_params(self) -> dict[str, Any]:
-        return _merge(
-            {
-                "prompt": self.prompt,
-                "image_url": self.image_urls,
-                "aspect_ratio": self.aspect_ratio,
-                "resolution": self.resolution,
-                "web_search": self.web_search,
-            },
-            self.extra_params,
-        )
+        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
 
 
-class Seedance15ProOperator(AireiterGenerateOperator):
+class Seedance15ProOperator(AireiterModelOperator):
     """Generate a video with Seedance 1.5 Pro (model ``seedance_1_5_pro``).
 
     :param prompt: what to film (templated).
-    :param video_length: seconds, a whole number (the seed example uses 5).
-    :param aspect_ratio: ``16:9`` or ``9:16``.
-    :param resolution: ``720p`` or ``1080p`` (16:9 720p is 1280x720).
+    :param video_length: seconds, a whole number (templated; ``"5"`` is read as 5).
+    :param aspect_ratio: ``16:9`` or ``9:16`` (templated).
+    :param resolution: ``720p`` or ``1080p`` (templated; 16:9 720p is 1280x720).
     :param extra_params: further params, sent as given.
 
     Other arguments: see :class:`AireiterGenerateOperator`.
     """
 
-    template_fields: Sequence[str] = (*AireiterGenerateOperator.template_fields, "prompt", "extra_params")
-    template_fields_renderers = {**AireiterGenerateOperator.template_fields_renderers, "extra_params": "json"}
-    _params_field = "params"
+    model_id = "seedance_1_5_pro"
+    model_args = (
+        ModelArg("prompt", "prompt"),
+        ModelArg("video_length", "video_length", _as_int),
+        ModelArg("aspect_ratio", "aspect_ratio"),
+        ModelArg("resolution", "resolution"),
+    )
 
     def __init__(
         self,
@@ -377,50 +489,30 @@ class Seedance15ProOperator(AireiterGenerateOperator):
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.prompt = prompt
-        self.video_length = video_length
-        self.aspect_ratio = aspect_ratio
-        self.resolution = resolution
-        self.extra_params = extra_params or {}
-        super().__init__(model="seedance_1_5_pro", **kwargs)
-
-    def _template_values(self) -> list[Any]:
-        return [self.prompt, self.extra_params]
-
-    def build_params(self) -> dict[str, Any]:
-        return _merge(
-            {
-                "prompt": self.prompt,
-                "video_length": self.video_length,
-                "aspect_ratio": self.aspect_ratio,
-                "resolution": self.resolution,
-            },
-            self.extra_params,
-        )
+        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
 
 
-class Veo31Operator(AireiterGenerateOperator):
+class Veo31Operator(AireiterModelOperator):
     """Animate an image with Veo 3.1 (model ``veo3_1``, ``veo3_1_base`` or ``veo3_1_plus``).
 
     :param prompt: how the scene should move (templated).
     :param image_url: the first frame, a public http(s) URL (templated).
     :param end_image_url: the last frame, a public http(s) URL (templated).
-    :param aspect_ratio: ``16:9`` (the service's default) or ``9:16``.
-    :param channel: ``default``, ``base`` or ``plus``: the service tier (stability and price, not quality).
+    :param aspect_ratio: ``16:9`` (the service's default) or ``9:16`` (templated).
+    :param channel: ``default``, ``base`` or ``plus`` (templated): the service tier (stability and price, not quality).
     :param extra_params: further params, sent as given.
 
     Other arguments: see :class:`AireiterGenerateOperator`.
     """
 
-    template_fields: Sequence[str] = (
-        *AireiterGenerateOperator.template_fields,
-        "prompt",
-        "image_url",
-        "end_image_url",
-        "extra_params",
+    model_id = VEO31_CHANNELS["default"]
+    model_args = (
+        ModelArg("prompt", "prompt"),
+        ModelArg("image_url", "image_url"),
+        ModelArg("end_image_url", "end_image_url"),
+        ModelArg("aspect_ratio", "aspect_ratio"),
+        ModelArg("channel", None),
     )
-    template_fields_renderers = {**AireiterGenerateOperator.template_fields_renderers, "extra_params": "json"}
-    _params_field = "params"
 
     def __init__(
         self,
@@ -433,31 +525,20 @@ class Veo31Operator(AireiterGenerateOperator):
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
+
+    @classmethod
+    def model_for(cls, values: Mapping[str, Any]) -> Any:
+        channel = values.get("channel", "default")
+        if channel is None:
+            channel = "default"
+        if _is_lazy(channel):
+            return channel  # a template: checked after rendering
         if channel not in VEO31_CHANNELS:
             raise AireiterInvalidRequestError(
-                f"channel={channel!r} is not allowed; allowed: {', '.join(VEO31_CHANNELS)}."
+                f"channel={channel!r} is not allowed; allowed: {', '.join(repr(c) for c in VEO31_CHANNELS)}."
             )
-        self.prompt = prompt
-        self.image_url = image_url
-        self.end_image_url = end_image_url
-        self.aspect_ratio = aspect_ratio
-        self.channel = channel
-        self.extra_params = extra_params or {}
-        super().__init__(model=VEO31_CHANNELS[channel], **kwargs)
-
-    def _template_values(self) -> list[Any]:
-        return [self.prompt, self.image_url, self.end_image_url, self.extra_params]
-
-    def build_params(self) -> dict[str, Any]:
-        return _merge(
-            {
-                "prompt": self.prompt,
-                "image_url": self.image_url,
-                "end_image_url": self.end_image_url,
-                "aspect_ratio": self.aspect_ratio,
-            },
-            self.extra_params,
-        )
+        return VEO31_CHANNELS[channel]
 
 
 _HALF_CONFIGURED_WARNED: set[str] = set()
@@ -484,26 +565,12 @@ def _callback_note(callback_url: str | None) -> str:
     return f"completion callback URL sent: {callback_url.split('?', 1)[0]} (token not shown)"
 
 
-def _merge(explicit: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Only what the caller set (no invented defaults); ``extra_params`` may not override an argument."""
-    if not isinstance(extra, dict):
-        raise AireiterInvalidRequestError(f"extra_params must be a dict, got {type(extra).__name__}.")
-    params = {key: value for key, value in explicit.items() if value is not None}
-    clash = sorted(set(params) & set(extra))
-    if clash:
-        raise AireiterInvalidRequestError(
-            f"extra_params sets {', '.join(clash)}, which is already an operator argument; set it only once."
-        )
-    params.update(extra)
-    return params
-
-
-def _has_template(value: Any) -> bool:
+def _is_lazy(value: Any) -> bool:
+    """Whether a value is only known at run time: Jinja, an XComArg, an ``ObjectStoragePath``...."""
     if isinstance(value, str):
         return "{{" in value or "{%" in value
     if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
+        return any(_is_lazy(v) for v in value.values())
     if isinstance(value, list | tuple):
-        return any(_has_template(v) for v in value)
-    # XComArg, ObjectStoragePath or another lazy value: resolved at run time, checked then.
+        return any(_is_lazy(v) for v in value)
     return not isinstance(value, int | float | bool | type(None))

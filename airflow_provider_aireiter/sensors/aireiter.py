@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.configuration import conf
 
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.operators.links import AireiterOutputLink
+from airflow_provider_aireiter.operators.wait import AireiterWaitMixin
 from airflow_provider_aireiter.task_ids import check_out_task_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
     from airflow_provider_aireiter.models import TaskInfo
 
 
-class AireiterTaskSensor(BaseSensorOperator):
+class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
     """Wait until an AIReiter task finishes; return the same result dict as the generation operators.
 
-    Works in ``poke``, ``reschedule`` and deferrable mode. Deferred, it is a callback sensor: when the
-    connection has a callback base URL, AIReiter's completion callback wakes it at once and queries drop
-    to ``callback_poll_interval``. An unknown ``out_task_id`` is waited for (a task may be queried before
-    the service shows it) until the timeout. A remote failure fails the sensor (``soft_fail`` skips it).
+    Works in ``poke``, ``reschedule`` and deferrable mode, with Airflow's sensor semantics in all
+    three: a remote failure fails the sensor without retrying (there is nothing a retry could
+    change) and ``soft_fail=True`` skips it instead; running out of ``timeout`` raises
+    ``AirflowSensorTimeout`` (never retried; skipped with ``soft_fail``). Deferred, it is a callback
+    sensor: when the connection has a callback base URL, AIReiter's completion callback wakes it at
+    once and queries drop to ``callback_poll_interval``; ``execution_timeout`` also bounds the
+    deferred wait. An unknown ``out_task_id`` is waited for (a task may be queried before the service
+    shows it) until the timeout.
 
     :param out_task_id: the task to wait for (templated).
-    :param aireiter_conn_id: the ``aireiter`` connection.
+    :param aireiter_conn_id: the ``aireiter`` connection (templated).
     :param output_path: where to download the outputs (templated); see the operators.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between queries.
@@ -38,7 +44,7 @@ class AireiterTaskSensor(BaseSensorOperator):
     :param timeout: seconds (or a timedelta) before giving up (the sensor's usual timeout).
     """
 
-    template_fields: Sequence[str] = ("out_task_id", "output_path")
+    template_fields: Sequence[str] = ("out_task_id", "output_path", "aireiter_conn_id")
     operator_extra_links = (AireiterOutputLink(),)
     ui_color = "#f3e8ff"
 
@@ -61,93 +67,55 @@ class AireiterTaskSensor(BaseSensorOperator):
         self.callback_poll_interval = callback_poll_interval
         self._missing_logged = False
 
-    def _hook(self) -> AireiterHook:
-        from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    def poll_seconds(self) -> float:
+        return float(self.poke_interval)
 
-        return AireiterHook(self.aireiter_conn_id)
+    def timeout_exception(self, error: AireiterTimeoutError) -> BaseException:
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        return AirflowSensorTimeout(error.message)
 
     def execute(self, context: Context) -> Any:
         check_out_task_id(self.out_task_id)
-        if not self.deferrable:
-            return super().execute(context)
-        hook = self._hook()
-        info = hook.find_task(self.out_task_id)
-        if info is not None and info.is_terminal:
-            return self._finish(hook, info, context)
-        self._log_missing(info)
-        self._defer_wait(hook, time.time() + float(self.timeout))
-
-    def _defer_wait(self, hook: AireiterHook, deadline: float) -> NoReturn:
-        from airflow_provider_aireiter.resume_gate import resume_not_before
-        from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
-
-        interval = float(self.poke_interval)
-        if hook.settings.callbacks_enabled:
-            interval = max(interval, float(self.callback_poll_interval))
-        now = time.time()
-        self.defer(
-            trigger=AireiterTaskTrigger(
-                out_task_id=self.out_task_id,
-                deadline=deadline,
-                aireiter_conn_id=self.aireiter_conn_id,
-                poll_interval=interval,
-                first_poll_at=now + interval,  # this task has just asked
-                resume_not_before=resume_not_before(now),
-            ),
-            method_name="execute_complete",
-            kwargs={"deadline": deadline, "deferred_at": now},
-            timeout=None,
-        )
+        # BaseSensorOperator's own loop in every mode, so soft_fail and timeouts behave as for any
+        # sensor; deferred, the first poke that finds the task still running defers (see poke).
+        return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         hook = self._hook()
         info = hook.find_task(self.out_task_id)
-        if info is None or not info.is_terminal:
-            self._log_missing(info)
-            if info is not None:
-                self.log.info("AIReiter task %s is %s.", self.out_task_id, info.status)
-            return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(hook, info, context))
+        if info is not None and info.is_terminal:
+            return PokeReturnValue(is_done=True, xcom_value=self.finish(hook, info, context))
+        self._log_missing(info)
+        if info is not None:
+            self.log.info("AIReiter task %s is %s.", self.out_task_id, info.status)
+        if self.deferrable:
+            deadline, kind = self.wait_deadline(context, float(self.timeout))
+            self.defer_wait(self.out_task_id, deadline, kind, self.deferred_poll_interval(hook, self.poll_seconds()))
+        return False
 
     def execute_complete(
         self,
         context: Context,
         event: dict[str, Any] | None = None,
         deadline: float | None = None,
+        deadline_kind: str | None = None,
         deferred_at: float | None = None,
+        out_task_id: str | None = None,
     ) -> dict[str, Any]:
-        """Resume after the trigger fired (or a callback woke the task: then the service is asked)."""
-        from airflow_provider_aireiter.completion import log_wake, resolve_event
-        from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
+        """Resume after the trigger fired (or a callback woke the task: then the service is asked).
 
+        ``soft_fail`` is applied by ``BaseSensorOperator.resume_execution``, as for any sensor.
+        """
         hook = self._hook()
-        log_wake(self.log, event, deferred_at)
-        try:
-            info = resolve_event(hook, event, self.out_task_id)
-        except AireiterTaskFailedError:
-            self._skip_if_soft_fail()
-            raise
-        if info is None:
-            self.log.info(
-                "Woken by a callback, but AIReiter task %s is still running; waiting again.", self.out_task_id
-            )
-            self._defer_wait(hook, deadline or time.time())
-        return self._finish(hook, info, context)
+        with _remote_failure_is_final():
+            info = self.resume(hook, event, self.out_task_id, deadline, deadline_kind, deferred_at)
+        return self.finish(hook, info, context)
 
-    def _finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
-        from airflow_provider_aireiter.completion import finish
-        from airflow_provider_aireiter.models import StatusKind
-
-        if info.kind is StatusKind.FAILURE:
-            self._skip_if_soft_fail(info)
-        return finish(hook, info, output_path=self.output_path, context=context, outlets=self.outlets, log=self.log)
-
-    def _skip_if_soft_fail(self, info: TaskInfo | None = None) -> None:
-        if self.soft_fail:
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            detail = f": {info.error}" if info is not None and info.error else ""
-            raise AirflowSkipException(f"AIReiter task {self.out_task_id!r} failed{detail}; skipped (soft_fail).")
+    def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+        """The result dict; a remote failure fails the sensor at once (``AirflowFailException``)."""
+        with _remote_failure_is_final():
+            return super().finish(hook, info, context)
 
     def _log_missing(self, info: TaskInfo | None) -> None:
         if info is None and not self._missing_logged:
@@ -156,3 +124,18 @@ class AireiterTaskSensor(BaseSensorOperator):
                 "AIReiter does not know task %s yet; waiting for it to appear (up to the sensor's timeout).",
                 self.out_task_id,
             )
+
+
+@contextlib.contextmanager
+def _remote_failure_is_final() -> Iterator[None]:
+    """A remote failure seen by the sensor: an ``AirflowFailException`` (no retry can change it)."""
+    from airflow_provider_aireiter.exceptions import AireiterTaskFailedError, AireiterWatchedTaskFailedError
+
+    try:
+        yield
+    except AireiterWatchedTaskFailedError:
+        raise
+    except AireiterTaskFailedError as error:
+        raise AireiterWatchedTaskFailedError(
+            error.message, out_task_id=error.out_task_id, task_id=error.task_id, remote_error=error.remote_error
+        ) from None

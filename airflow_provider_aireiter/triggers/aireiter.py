@@ -37,6 +37,8 @@ class AireiterTaskTrigger(BaseTrigger):
     :param resume_not_before: epoch seconds before which no event is yielded, so the task is not
         resumed before its deferral has settled (see :mod:`airflow_provider_aireiter.resume_gate`);
         the callback receiver reads it too.
+    :param deadline_kind: which bound ``deadline`` is (``timeout`` or ``execution_timeout``); echoed
+        in the ``timeout`` event.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class AireiterTaskTrigger(BaseTrigger):
         max_consecutive_errors: int = 5,
         first_poll_at: float = 0.0,
         resume_not_before: float = 0.0,
+        deadline_kind: str = "timeout",
     ) -> None:
         super().__init__()
         self.out_task_id = out_task_id
@@ -57,6 +60,7 @@ class AireiterTaskTrigger(BaseTrigger):
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.first_poll_at = float(first_poll_at)
         self.resume_not_before = float(resume_not_before)
+        self.deadline_kind = str(deadline_kind)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,10 +73,13 @@ class AireiterTaskTrigger(BaseTrigger):
                 "max_consecutive_errors": self.max_consecutive_errors,
                 "first_poll_at": self.first_poll_at,
                 "resume_not_before": self.resume_not_before,
+                "deadline_kind": self.deadline_kind,
             },
         )
 
-    def _event(self, status: str, message: str, task: Any = None, reason: str | None = None) -> TriggerEvent:
+    def _event(
+        self, status: str, message: str, task: Any = None, reason: str | None = None, **extra: str
+    ) -> TriggerEvent:
         payload: dict[str, Any] = {
             "status": status,
             "out_task_id": self.out_task_id,
@@ -81,6 +88,7 @@ class AireiterTaskTrigger(BaseTrigger):
         }
         if reason is not None:
             payload["reason"] = reason
+        payload.update(extra)
         return TriggerEvent(payload)
 
     async def _settled(self, event: TriggerEvent) -> TriggerEvent:
@@ -142,6 +150,7 @@ class AireiterTaskTrigger(BaseTrigger):
                     f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}.",
                     info,
                     reason=ErrorReason.TIMEOUT.value,
+                    deadline_kind=self.deadline_kind,
                 )
                 yield await self._settled(event)
                 return

@@ -38,11 +38,13 @@ def dag_source(dag_id: str, body: str, *, imports: str = "", dag_kwargs: str = "
     )
 
 
-def run_dag(dag_id: str, body: str, results_dir: Path, **test_kwargs: Any) -> tuple[str, dict[str, Any]]:
+def run_dag(
+    dag_id: str, body: str, results_dir: Path, *, dag_kwargs: str = "", **test_kwargs: Any
+) -> tuple[str, dict[str, Any]]:
     """Write, load and ``dag.test()`` a DAG; return the run state and the collected results by task id."""
     os.environ["RESULTS_DIR"] = str(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    dag: Any = load_dag_file(dag_source(dag_id, body), dag_id, dag_id)
+    dag: Any = load_dag_file(dag_source(dag_id, body, dag_kwargs=dag_kwargs), dag_id, dag_id)
     run = dag.test(**test_kwargs)
     collected = {p.stem: json.loads(p.read_text()) for p in results_dir.glob("*.json")}
     return str(run.state), collected

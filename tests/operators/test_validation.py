@@ -45,7 +45,10 @@ SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").de
             lambda: SeedreamV5LiteOperator(task_id="t", prompt="p", image_urls=["data:text/plain;base64,QQ=="]),
             ["image_url", "jpeg, png or webp"],
         ),
-        (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length="5"), ["video_length", "'5'", "integer"]),  # type: ignore[arg-type]
+        (
+            lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length="five"),  # type: ignore[arg-type]
+            ["video_length", "'five'", "integer"],
+        ),
         (lambda: Seedance15ProOperator(task_id="t", prompt="p", video_length=0), ["video_length", "at least 1"]),
         (
             lambda: Seedance15ProOperator(task_id="t", prompt="p", resolution="4K"),
@@ -103,7 +106,7 @@ def test_templated_values_are_checked_after_rendering_not_before() -> None:
     op = SeedreamV5LiteOperator(task_id="t", prompt="{{ ds }}", extra_params={"aspect_ratio": "{{ params.ar }}"})
     op.extra_params = {"aspect_ratio": "5:1"}  # what rendering produced
     with pytest.raises(AireiterInvalidRequestError, match="aspect_ratio"):
-        op._validate()
+        op.check_values(op._values(), at_parse_time=False)
 
 
 def test_template_fields_cover_what_users_template() -> None:
@@ -120,3 +123,31 @@ def test_default_out_task_id_is_stable_unique_and_valid() -> None:
     assert a != default_out_task_id("my_dag" * 20, "generate.image", "scheduled__2026-01-02T00:00:00+00:00", -1)
     for candidate in (a, attempt_id(a, 12), attempt_id("x" * 64, 3)):
         assert check_out_task_id(candidate) == candidate and len(candidate) <= MAX_LENGTH
+
+
+def test_partial_arguments_are_validated_at_parse_time_like_unmapped_ones() -> None:
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    with DAG("mapped_validation", schedule=None, start_date=datetime(2026, 1, 1)):
+        with pytest.raises(AireiterInvalidRequestError, match=r"params.aspect_ratio='5:1' is not allowed"):
+            SeedreamV5LiteOperator.partial(task_id="bad", aspect_ratio="5:1").expand(prompt=["a", "b"])
+        with pytest.raises(AireiterInvalidRequestError, match="channel='max'"):
+            Veo31Operator.partial(task_id="bad_channel", channel="max").expand(prompt=["a"])
+        # What comes from .expand() (the prompt here) is checked when each mapped task runs.
+        SeedreamV5LiteOperator.partial(task_id="good", aspect_ratio="16:9").expand(prompt=["a", "b"])
+        AireiterGenerateOperator.partial(task_id="generic", model="seedream_v5_lite").expand(
+            model_params=[{"prompt": "a"}]
+        )
+        with pytest.raises(AireiterInvalidRequestError, match=r"model_params\.prompt"):
+            AireiterGenerateOperator.partial(
+                task_id="generic_bad", model="seedream_v5_lite", model_params={"prompt": 3}
+            ).expand(out_task_id=["x"])
+
+
+def test_the_model_operators_are_driven_by_their_argument_tables() -> None:
+    for cls in (SeedreamV5LiteOperator, Seedance15ProOperator, Veo31Operator):
+        names = [arg.name for arg in cls.model_args]
+        assert set(names) <= set(cls.template_fields), cls.__name__  # every argument is templated
+        assert "extra_params" in cls.template_fields
