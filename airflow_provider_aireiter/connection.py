@@ -9,23 +9,26 @@
 * extra ``callback_secret``: the key that signs per-task callback tokens. Its name contains
   ``secret``, so Airflow's secrets masker hides its value in logs.
 * extras ``max_attempts``, ``retry_base_delay``, ``retry_max_delay``, ``recheck_delay``,
-  ``recheck_budget``: the hook's retry policy (see :class:`~airflow_provider_aireiter.retry.RetryPolicy`).
+  ``recheck_budget``: the hook's retry policy (see :class:`~airflow_provider_aireiter.retry.AireiterRetryPolicy`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
-from airflow_provider_aireiter.retry import RetryPolicy
+from airflow_provider_aireiter.retry import AireiterRetryPolicy
 
 CONN_TYPE = "aireiter"
 DEFAULT_CONN_ID = "aireiter_default"
 DEFAULT_BASE_URL = "https://aireiter.com"
 API_PREFIX = "/api/openapi"
 DEFAULT_TIMEOUT = 60.0
+#: what an API key may contain: visible ASCII, as a Bearer token must
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 #: shortest callback signing secret accepted
 MIN_CALLBACK_SECRET_CHARS = 16
 
@@ -40,7 +43,7 @@ class ConnectionSettings:
     timeout: float = DEFAULT_TIMEOUT
     callback_base_url: str | None = None
     callback_secret: str | None = field(default=None, repr=False)
-    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_policy: AireiterRetryPolicy = field(default_factory=AireiterRetryPolicy)
 
     @property
     def api_url(self) -> str:
@@ -111,6 +114,13 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
             f"The connection {conn.conn_id!r} has no API key. Put your AIReiter API key in its "
             "password field (UI: 'API key'; env var: the password part of the URI or \"password\" in JSON)."
         )
+    if not _HEADER_SAFE.fullmatch(api_key):
+        # Sent as a header: a line break would inject headers, a non-ASCII character cannot be sent at all.
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has an API key (password field) with characters an HTTP header "
+            "cannot carry (spaces, control characters, line breaks or non-ASCII letters). Paste the key from "
+            "the AIReiter console again; it is not shown here."
+        )
     timeout_raw = extra.get("timeout", DEFAULT_TIMEOUT)
     try:
         timeout = float(timeout_raw)
@@ -133,7 +143,7 @@ def settings_from_connection(conn: Any) -> ConnectionSettings:
     )
 
 
-#: connection extra -> RetryPolicy field
+#: connection extra -> AireiterRetryPolicy field
 _RETRY_EXTRAS = {
     "max_attempts": "max_attempts",
     "retry_base_delay": "base_delay",
@@ -143,7 +153,7 @@ _RETRY_EXTRAS = {
 }
 
 
-def _retry_policy(conn_id: str, extra: dict[str, Any]) -> RetryPolicy:
+def _retry_policy(conn_id: str, extra: dict[str, Any]) -> AireiterRetryPolicy:
     values: dict[str, Any] = {}
     for name, attribute in _RETRY_EXTRAS.items():
         if name not in extra:
@@ -163,4 +173,4 @@ def _retry_policy(conn_id: str, extra: dict[str, Any]) -> RetryPolicy:
                 f"The connection {conn_id!r} has {name}={raw!r}; it must be {wanted}."
             ) from None
         values[attribute] = number
-    return RetryPolicy(**values)
+    return AireiterRetryPolicy(**values)

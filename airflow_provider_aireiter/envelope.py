@@ -1,6 +1,6 @@
 """Reading the service's answers: one place that knows its envelope quirks.
 
-Used by both the sync (``requests``) and the async (``httpx``) paths of the hook, so both raise the
+Used by both the sync (``requests``) and the async (aiohttp) paths of the hook, so both raise the
 same errors for the same answer.
 
 Quirks handled (reference §0-§4):
@@ -14,7 +14,10 @@ Quirks handled (reference §0-§4):
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
+import time
 from typing import Any
 
 from airflow_provider_aireiter.exceptions import (
@@ -43,15 +46,21 @@ def preview(body: bytes | str) -> str:
     return text if len(text) <= BODY_PREVIEW_CHARS else text[:BODY_PREVIEW_CHARS] + "..."
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (only the delta-seconds form is used)."""
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds (``"120"``) or an HTTP-date."""
     if not value:
         return None
     try:
-        seconds = float(value.strip())
+        return max(0.0, float(value.strip()))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, seconds)
+    if when.tzinfo is None:  # an HTTP-date is GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_for_http_status(

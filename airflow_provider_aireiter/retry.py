@@ -1,16 +1,39 @@
-"""When and how long to wait before retrying a call (shared by the sync and async hook paths)."""
+"""When and how long to wait before retrying a call: one policy, carried out by tenacity on both paths.
+
+Every request is retried in exactly one place: the hook's sync calls and downloads through
+:meth:`AireiterRetryPolicy.retrying`, the trigger's polls through :meth:`AireiterRetryPolicy.async_retrying`
+(its consecutive-failure budget), and the submit's re-check through the same waits. The submit
+itself is not a plain retry (see ``AireiterHook.submit``).
+"""
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aireiter.exceptions import AireiterError, AireiterRateLimitedError
 
+if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DAG file is parsed
+    import tenacity
+
+
+#: above this many attempts a retry loop is bounded by time, and its log lines do not count tries
+_COUNTED = 1000
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, AireiterError) and error.retryable
+
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class AireiterRetryPolicy:
     """Exponential backoff with jitter, honouring ``Retry-After``.
+
+    Named apart from ``airflow.sdk``'s ``RetryPolicy`` (and BaseOperator's ``retry_policy=``), which
+    are about Airflow task retries; this one is about the HTTP calls inside one try.
 
     :param max_attempts: total tries of one call, the first included.
     :param base_delay: the first wait, in seconds; it doubles with each retry.
@@ -43,10 +66,76 @@ class RetryPolicy:
         """Whether to try again after ``error`` on try number ``attempt`` (1-based)."""
         return error.retryable and attempt < self.max_attempts
 
-    def delay(self, error: AireiterError, attempt: int) -> float:
+    def delay(self, error: BaseException | None, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1``."""
         backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         jittered = backoff * random.uniform(0.5, 1.0)
         if isinstance(error, AireiterRateLimitedError) and error.retry_after is not None:
             return max(jittered, min(error.retry_after, self.max_retry_after))
         return jittered
+
+    # ------------------------------------------------------------------ tenacity
+
+    def _options(
+        self, what: str, log: Any, max_attempts: int | None, max_wait: float | None, stop_at: float | None
+    ) -> dict[str, Any]:
+        import tenacity
+
+        attempts = max_attempts if max_attempts is not None else self.max_attempts
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            seconds = self.delay(error, state.attempt_number)
+            if max_wait is not None:
+                seconds = min(seconds, max_wait)
+            if stop_at is not None:
+                seconds = max(0.0, min(seconds, stop_at - time.time()))
+            return seconds
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            message = getattr(error, "message", str(error))
+            log.warning(
+                "%s failed (%s); retry %d of %d in %.1fs", what, message, state.attempt_number, attempts - 1, sleep
+            )
+
+        stop: Any = tenacity.stop_after_attempt(attempts)
+        if stop_at is not None:
+            stop = stop | _stop_at(stop_at)
+        return {
+            "retry": tenacity.retry_if_exception(_is_retryable),
+            "stop": stop,
+            "wait": wait,
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+    def retrying(
+        self, *, what: str, log: Any, max_attempts: int | None = None, stop_at: float | None = None
+    ) -> tenacity.Retrying:
+        """A tenacity ``Retrying`` for one sync call: retryable provider errors only, re-raised at the end."""
+        import tenacity
+
+        return tenacity.Retrying(**self._options(what, log, max_attempts, None, stop_at))
+
+    def async_retrying(
+        self,
+        *,
+        what: str,
+        log: Any,
+        max_attempts: int | None = None,
+        max_wait: float | None = None,
+        stop_at: float | None = None,
+    ) -> tenacity.AsyncRetrying:
+        """The async twin of :meth:`retrying` (``max_wait`` caps each pause, ``stop_at`` is an epoch deadline)."""
+        import tenacity
+
+        return tenacity.AsyncRetrying(**self._options(what, log, max_attempts, max_wait, stop_at))
+
+
+def _stop_at(epoch: float) -> Callable[[tenacity.RetryCallState], bool]:
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return time.time() >= epoch
+
+    return stop

@@ -22,13 +22,13 @@ os.environ.setdefault("AIRFLOW__AIREITER__RESUME_SETTLE_SECONDS", "0")
 
 import pytest  # noqa: E402
 
-from airflow_provider_aireiter.retry import RetryPolicy  # noqa: E402
+from airflow_provider_aireiter.retry import AireiterRetryPolicy  # noqa: E402
 from tests.scripted_server import ScriptedServer  # noqa: E402
 
 API_KEY = "test-key-0123456789"
 
 #: fast retries for tests (the policy's logic is the same; only the waits are shorter)
-FAST_RETRIES = RetryPolicy(
+FAST_RETRIES = AireiterRetryPolicy(
     max_attempts=4, base_delay=0.01, max_delay=0.05, max_retry_after=0.2, recheck_delay=0.01, recheck_budget=0.3
 )
 

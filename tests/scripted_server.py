@@ -34,6 +34,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0  # tells connections apart (keep-alive)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -57,7 +58,9 @@ class ScriptedServer:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                outer.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
+                outer.received.append(
+                    Received(self.command, self.path, dict(self.headers.items()), body, self.client_address[1])
+                )
                 answer = outer.script.popleft() if outer.script else outer.default
                 payload, content_type = answer.encoded()
                 self.send_response(answer.status)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
@@ -36,8 +34,9 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTaskNotFoundError,
     AireiterTransientError,
 )
+from airflow_provider_aireiter.hooks.transport_errors import from_requests, network_error
 from airflow_provider_aireiter.models import SubmitResult, TaskInfo
-from airflow_provider_aireiter.retry import RetryPolicy
+from airflow_provider_aireiter.retry import AireiterRetryPolicy
 from airflow_provider_aireiter.waiting import StatusWatcher, raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
@@ -48,18 +47,20 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider)"
+#: attempts of the re-check: bounded by its time budget instead
+_UNBOUNDED = 1_000_000
 
 
 class AireiterHook(BaseHook):
     """Talk to the AIReiter API through an ``aireiter`` connection.
 
     One ``requests.Session`` per hook (connections are reused); the async path shares one small
-    keep-alive connection pool per event loop (:mod:`.async_http`), so thousands of triggers use a
+    aiohttp session per event loop (:mod:`.async_transport`), so thousands of triggers use a
     few connections.
 
     :param aireiter_conn_id: the ``aireiter`` connection (host = base URL, password = API key).
     :param retry_policy: how transient failures are retried; by default the connection's retry extras,
-        else 5 tries with exponential backoff (see :class:`~airflow_provider_aireiter.retry.RetryPolicy`).
+        else 5 tries with exponential backoff (see :class:`~airflow_provider_aireiter.retry.AireiterRetryPolicy`).
     :param timeout: seconds per HTTP request; defaults to the connection's ``timeout`` extra (60).
     """
 
@@ -72,7 +73,7 @@ class AireiterHook(BaseHook):
         self,
         aireiter_conn_id: str = DEFAULT_CONN_ID,
         *,
-        retry_policy: RetryPolicy | None = None,
+        retry_policy: AireiterRetryPolicy | None = None,
         timeout: float | None = None,
     ) -> None:
         super().__init__()
@@ -97,24 +98,26 @@ class AireiterHook(BaseHook):
     async def aget_settings(self) -> ConnectionSettings:
         """The connection's settings, read with Airflow's async connection access.
 
-        Shared by the hooks of one event loop for :data:`CONNECTION_REUSE_SECONDS`: a thousand triggers
+        Shared by the hooks of one event loop for a minute: a thousand triggers
         starting together make one lookup (each costs a thread hop, or a trip to the triggerer's
         supervisor), not a thousand. Each hook keeps what it read, as the sync path does.
         """
         if self._settings is None:
-            self._settings = await _loop_pool().connection_settings(self.aireiter_conn_id, self._fetch_settings)
+            from airflow_provider_aireiter.hooks.async_transport import loop_transport
+
+            self._settings = await loop_transport().connection_settings(self.aireiter_conn_id, self._fetch_settings)
         return self._settings
 
     async def _fetch_settings(self) -> ConnectionSettings:
         return settings_from_connection(await self.aget_connection(self.aireiter_conn_id))
 
     @property
-    def retry_policy(self) -> RetryPolicy:
+    def retry_policy(self) -> AireiterRetryPolicy:
         """The policy given to the hook, else the connection's."""
         return self._retry_policy if self._retry_policy is not None else self.settings.retry_policy
 
     @retry_policy.setter
-    def retry_policy(self, policy: RetryPolicy | None) -> None:
+    def retry_policy(self, policy: AireiterRetryPolicy | None) -> None:
         self._retry_policy = policy
 
     @property
@@ -154,25 +157,14 @@ class AireiterHook(BaseHook):
         self.log.debug("AIReiter POST %s", path)
         try:
             response = self.get_conn().post(url, json=body, timeout=self.timeout)
-        except requests.exceptions.ConnectTimeout:
-            raise _network_error(what, "timed out connecting", out_task_id=out_task_id, sent=False) from None
-        except requests.exceptions.ReadTimeout:
-            raise _network_error(what, "timed out waiting for the answer", out_task_id=out_task_id) from None
-        except requests.exceptions.SSLError as exc:
-            detail = "TLS certificate check failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else "TLS failed"
-            raise _network_error(what, detail, out_task_id=out_task_id) from None
-        except requests.exceptions.ConnectionError as exc:
-            if _is_connect_failure(exc):
-                raise _network_error(what, "could not connect", out_task_id=out_task_id, sent=False) from None
-            raise _network_error(what, "connection was reset or closed", out_task_id=out_task_id) from None
         except requests.exceptions.RequestException as exc:
-            raise _network_error(what, type(exc).__name__, out_task_id=out_task_id) from None
+            raise network_error(what, from_requests(exc), out_task_id=out_task_id) from None
         return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
 
     def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
         if self.log.isEnabledFor(logging.DEBUG):  # the preview costs something on every poll
             self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
-        # Header names in lower case: the async client's dict has them so; requests' and httpx's ignore case.
+        # requests' and aiohttp's header mappings both ignore case.
         error = error_for_http_status(status, headers.get("retry-after"), what=what, out_task_id=out_task_id)
         if error is not None:
             if isinstance(error, AireiterAuthError | AireiterTransientError):
@@ -186,16 +178,8 @@ class AireiterHook(BaseHook):
         return payload
 
     def _retrying(self, call: Callable[[], T], *, what: str) -> T:
-        """``call()``, retried on transient failures by the policy. Not for submits (see :meth:`submit`)."""
-        attempt = 1
-        while True:
-            try:
-                return call()
-            except AireiterError as error:
-                if not self.retry_policy.should_retry(error, attempt):
-                    raise
-                self._pause_before_retry(error, attempt, what)
-                attempt += 1
+        """``call()``, retried on transient failures by the policy (tenacity). Not for submits (see :meth:`submit`)."""
+        return self.retry_policy.retrying(what=what, log=self.log)(call)
 
     def _pause_before_retry(self, error: AireiterError, attempt: int, what: str) -> None:
         delay = self.retry_policy.delay(error, attempt)
@@ -299,32 +283,31 @@ class AireiterHook(BaseHook):
                 policy.recheck_delay,
             )
             time.sleep(policy.recheck_delay)
-        give_up_at = time.monotonic() + policy.recheck_budget
         asked = 0
-        last = lost
-        while True:
+
+        def ask() -> TaskInfo | None:
+            nonlocal asked
             asked += 1
             try:
                 payload = self._post_once("/query", {"out_task_id": out_task_id}, what=what, out_task_id=out_task_id)
                 return parse_query(payload, out_task_id=out_task_id, task_id=None)
             except AireiterTaskNotFoundError:
                 return None
-            except AireiterError as error:
-                last = error
-                if not error.retryable:
-                    break
-            delay = policy.delay(last, asked)
-            if time.monotonic() + delay > give_up_at:
-                break
-            self.log.warning("%s failed (%s); asking again in %.1fs", what, last.message, delay)
-            time.sleep(delay)
-        raise AireiterSubmitOutcomeUnknownError(
-            f"The submit of {out_task_id!r} may or may not have reached AIReiter: its answer was lost "
-            f"({lost.message}) and {asked} quer{'y' if asked == 1 else 'ies'} asking for it got no answer "
-            f"({last.message}). It was not sent again, so it cannot be paid twice. The task's next try "
-            "looks this out_task_id up first and reattaches to it if it arrived.",
-            out_task_id=out_task_id,
-        ) from None
+
+        # Single queries (no nested retries), as many as fit in the budget.
+        retrying = policy.retrying(
+            what=what, log=self.log, max_attempts=_UNBOUNDED, stop_at=time.time() + policy.recheck_budget
+        )
+        try:
+            return retrying(ask)
+        except AireiterError as error:
+            raise AireiterSubmitOutcomeUnknownError(
+                f"The submit of {out_task_id!r} may or may not have reached AIReiter: its answer was lost "
+                f"({lost.message}) and {asked} quer{'y' if asked == 1 else 'ies'} asking for it got no answer "
+                f"({error.message}). It was not sent again, so it cannot be paid twice. The task's next try "
+                "looks this out_task_id up first and reattaches to it if it arrived.",
+                out_task_id=out_task_id,
+            ) from None
 
     def query(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
         """The task's current state. Raises :class:`AireiterTaskNotFoundError` for an unknown id."""
@@ -381,7 +364,7 @@ class AireiterHook(BaseHook):
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
         policy = self._retry_policy
-        self._retry_policy = RetryPolicy(max_attempts=1)  # the button should answer at once
+        self._retry_policy = AireiterRetryPolicy(max_attempts=1)  # the button should answer at once
         try:
             settings = self.settings
             settings.check_callback_settings()
@@ -426,28 +409,30 @@ class AireiterHook(BaseHook):
 
     # ---------------------------------------------------------------- async API (triggers)
 
-    async def aquery(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
-        """Async :meth:`query` for triggers: the loop's shared connection pool and Airflow's async connection access."""
+    async def aquery(
+        self, out_task_id: str | None = None, task_id: str | None = None, *, stop_at: float | None = None
+    ) -> TaskInfo:
+        """Async :meth:`query` for triggers: the loop's shared aiohttp session, retried by the policy.
+
+        :param stop_at: epoch seconds after which no retry is started (a trigger's deadline).
+        """
         body = _query_body(out_task_id, task_id)
         what = f"the query of {out_task_id or task_id!r}"
         settings = await self.aget_settings()
-        attempt = 1
-        while True:
-            try:
-                payload = await self._apost_once(settings, "/query", body, what=what, out_task_id=out_task_id)
-                return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
-            except AireiterError as error:
-                if not self.retry_policy.should_retry(error, attempt):
-                    raise
-                delay = self.retry_policy.delay(error, attempt)
-                self.log.warning("%s failed (%s); retrying in %.1fs", what, error.message, delay)
-                await asyncio.sleep(delay)
-                attempt += 1
+        policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
 
-    async def afind_task(self, out_task_id: str) -> TaskInfo | None:
+        async def once() -> TaskInfo:
+            payload = await self._apost_once(settings, "/query", body, what=what, out_task_id=out_task_id)
+            return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+
+        retrying = policy.async_retrying(what=what, log=self.log, stop_at=stop_at)
+        result: TaskInfo = await retrying(once)
+        return result
+
+    async def afind_task(self, out_task_id: str, *, stop_at: float | None = None) -> TaskInfo | None:
         """Async :meth:`find_task`."""
         try:
-            return await self.aquery(out_task_id=out_task_id)
+            return await self.aquery(out_task_id=out_task_id, stop_at=stop_at)
         except AireiterTaskNotFoundError:
             return None
 
@@ -460,162 +445,25 @@ class AireiterHook(BaseHook):
         what: str,
         out_task_id: str | None,
     ) -> dict[str, Any]:
-        from airflow_provider_aireiter.hooks.async_http import HttpClientError
+        from airflow_provider_aireiter.hooks.async_transport import TransportError, loop_transport
 
-        pool = _loop_pool()
-        url = settings.api_url + path
         timeout = self._timeout if self._timeout is not None else settings.timeout
-        headers = self._headers(settings)
-        if pool.proxy_for(url) is not None:
-            return await self._apost_via_httpx(pool, url, body, headers, timeout, what=what, out_task_id=out_task_id)
-        headers["Content-Type"] = "application/json"
+        headers = {**self._headers(settings), "Content-Type": "application/json"}
+        data = json.dumps(body, separators=(",", ":")).encode()
         try:
-            response = await pool.http.post(url, json.dumps(body, separators=(",", ":")).encode(), headers, timeout)
-        except HttpClientError as exc:
-            raise _network_error(what, exc.detail, out_task_id=out_task_id) from None
-        return self._read(response.status, response.headers, response.body, what=what, out_task_id=out_task_id)
-
-    async def _apost_via_httpx(
-        self,
-        pool: _LoopPool,
-        url: str,
-        body: dict[str, Any],
-        headers: dict[str, str],
-        timeout: float,
-        *,
-        what: str,
-        out_task_id: str | None,
-    ) -> dict[str, Any]:
-        """The async POST through a proxy: httpx, which reads the proxy settings from the environment."""
-        import httpx
-
-        try:
-            # Wait for a free slot here, outside httpx: its pool rescans every queued request whenever a
-            # connection frees up (quadratic with thousands of triggers), and time spent queued would
-            # count against the request timeout and look like a network failure.
-            async with pool.slots:
-                response = await pool.httpx_client().post(url, json=body, headers=headers, timeout=timeout)
-        except httpx.ConnectError:
-            raise _network_error(what, "could not connect", out_task_id=out_task_id) from None
-        except httpx.TimeoutException:
-            raise _network_error(what, "timed out", out_task_id=out_task_id) from None
-        except httpx.HTTPError as exc:
-            raise _network_error(what, type(exc).__name__, out_task_id=out_task_id) from None
-        return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
+            answer = await loop_transport().post(settings.api_url + path, data, headers, timeout)
+        except TransportError as exc:
+            raise network_error(what, exc.failure, out_task_id=out_task_id) from None
+        return self._read(answer.status, answer.headers, answer.body, what=what, out_task_id=out_task_id)
 
 
 # -------------------------------------------------------------------- helpers
-
-
-#: HTTP requests in flight at once per event loop (and connections kept to the service)
-MAX_CONCURRENT_REQUESTS = 32
-#: how long the hooks of one event loop reuse a connection lookup
-CONNECTION_REUSE_SECONDS = 60.0
-
-
-class _LoopPool:
-    """The HTTP connections shared by every trigger of one event loop.
-
-    Polls go through the small keep-alive client of :mod:`.async_http`; when the environment names
-    a proxy for the URL, through httpx instead (created only then).
-    """
-
-    def __init__(self) -> None:
-        from airflow_provider_aireiter.hooks.async_http import ConnectionPool
-
-        self.http = ConnectionPool(MAX_CONCURRENT_REQUESTS)
-        self.slots = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
-        self._httpx: Any = None
-        self._proxies: dict[str, str | None] = {}
-        self._settings: dict[str, tuple[float, asyncio.Future[ConnectionSettings]]] = {}
-
-    async def connection_settings(
-        self, conn_id: str, fetch: Callable[[], Awaitable[ConnectionSettings]]
-    ) -> ConnectionSettings:
-        """``conn_id``'s settings: one ``fetch`` for every caller until the lookup is old; failures are not kept."""
-        now = time.monotonic()
-        entry = self._settings.get(conn_id)
-        if entry is None or now - entry[0] >= CONNECTION_REUSE_SECONDS:
-            lookup = asyncio.ensure_future(fetch())
-            lookup.add_done_callback(_retrieve)  # a failure nobody waits for any more is not logged as lost
-            entry = self._settings[conn_id] = (now, lookup)
-        try:
-            # shield: one caller cancelled (its trigger killed) does not cancel the others' lookup
-            return await asyncio.shield(entry[1])
-        except Exception:
-            if self._settings.get(conn_id) is entry:
-                del self._settings[conn_id]
-            raise
-
-    def proxy_for(self, url: str) -> str | None:
-        """The proxy for ``url``, read from the environment once per URL and loop."""
-        if url not in self._proxies:
-            from airflow_provider_aireiter.hooks.async_http import proxy_for
-
-            self._proxies[url] = proxy_for(url)
-        return self._proxies[url]
-
-    def httpx_client(self) -> Any:
-        if self._httpx is None:
-            import httpx
-
-            limits = httpx.Limits(
-                max_connections=MAX_CONCURRENT_REQUESTS, max_keepalive_connections=MAX_CONCURRENT_REQUESTS
-            )
-            self._httpx = httpx.AsyncClient(limits=limits, follow_redirects=False)
-        return self._httpx
-
-
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
-
-
-def _loop_pool() -> _LoopPool:
-    """One pool per running event loop (a triggerer runs all its triggers in one loop); gone with the loop."""
-    loop = asyncio.get_running_loop()
-    pool = _POOLS.get(loop)
-    if pool is None:
-        pool = _POOLS[loop] = _LoopPool()
-    return pool
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:
     if not out_task_id and not task_id:
         raise AireiterInvalidRequestError("query needs out_task_id or task_id; both were empty.")
     return {"out_task_id": out_task_id} if out_task_id else {"task_id": str(task_id)}
-
-
-def _is_connect_failure(exc: Exception) -> bool:
-    """Whether a ``requests`` connection error happened before the request was sent."""
-    import urllib3.exceptions
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-            return True
-        reason = getattr(current, "reason", None)
-        if isinstance(reason, BaseException):
-            current = reason
-            continue
-        args = getattr(current, "args", ())
-        nested = next((a for a in args if isinstance(a, BaseException)), None)
-        current = nested or current.__cause__ or current.__context__
-    return False
-
-
-def _network_error(what: str, detail: str, *, out_task_id: str | None, sent: bool = True) -> AireiterTransientError:
-    # A submit that may have been sent is never sent again before the service is asked (see submit()).
-    return AireiterTransientError(
-        f"Network problem on {what}: {detail}. Check that the AIReiter base URL is reachable from this machine.",
-        out_task_id=out_task_id,
-        maybe_processed=sent,
-    )
 
 
 def _is_duplicate(error: AireiterInvalidRequestError) -> bool:

@@ -21,6 +21,7 @@ from airflow_provider_aireiter.exceptions import (
     AireiterResponseError,
     AireiterTransientError,
 )
+from airflow_provider_aireiter.hooks.transport_errors import TransportFailure, from_requests, network_error
 
 _EXTENSIONS = {
     "image/png": ".png",
@@ -107,7 +108,7 @@ def stream_to_path(
     try:
         response = requests.get(url, stream=True, timeout=timeout, headers={"User-Agent": user_agent})
     except requests.exceptions.RequestException as exc:
-        raise AireiterTransientError(f"Network problem on {what}: {type(exc).__name__}; it is retried.") from None
+        raise network_error(what, from_requests(exc), out_task_id=None) from None
     with response:
         if response.status_code >= 500 or response.status_code == 429:
             raise AireiterTransientError(f"HTTP {response.status_code} on {what}; it is retried.")
@@ -129,8 +130,11 @@ def stream_to_path(
                     written += len(chunk)
         except requests.exceptions.RequestException as exc:
             _remove_quietly(partial)
-            raise AireiterTransientError(
-                f"The connection broke during {what} after {written} bytes ({type(exc).__name__}); it is retried."
+            failure = from_requests(exc)
+            raise network_error(
+                f"{what} (the connection broke after {written} bytes)",
+                TransportFailure(failure.detail),
+                out_task_id=None,
             ) from None
         except BaseException:
             _remove_quietly(partial)

@@ -103,45 +103,35 @@ class AireiterTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-        from airflow_provider_aireiter.retry import RetryPolicy
+        from airflow_provider_aireiter.retry import AireiterRetryPolicy
         from airflow_provider_aireiter.waiting import StatusWatcher
 
-        # Retries are counted here (consecutive failures across polls), not inside each query.
-        policy = RetryPolicy(max_attempts=self.max_consecutive_errors)
-        hook = AireiterHook(self.aireiter_conn_id, retry_policy=RetryPolicy(max_attempts=1))
+        # The consecutive-failure budget is the hook's retry policy (tenacity): one place retries.
+        policy = AireiterRetryPolicy(max_attempts=self.max_consecutive_errors, max_delay=self.poll_interval)
+        hook = AireiterHook(self.aireiter_conn_id, retry_policy=policy)
         watcher = StatusWatcher(self.log, self.out_task_id, time.time())
-        failures = 0
         info = None
         first_wait = min(self.first_poll_at, self.deadline) - time.time()
         if first_wait > 0:
             await _sleep_on_tick(first_wait)
         while True:
             try:
-                info = await hook.afind_task(self.out_task_id)
+                info = await hook.afind_task(self.out_task_id, stop_at=self.deadline)
             except AireiterError as error:
-                failures += 1
-                if not error.retryable or failures >= self.max_consecutive_errors:
-                    event = self._event(
-                        "error",
-                        f"Stopped waiting for {self.out_task_id!r} after {failures} failed "
-                        f"quer{'y' if failures == 1 else 'ies'}: {error.message}",
-                        info,
-                        reason=error.reason.value,
-                    )
-                    yield await self._settled(event)
-                    return
-                wait = min(self.poll_interval, policy.delay(error, failures)) * random.uniform(0.8, 1.0)
-                self.log.warning("Query of %s failed (%s); retrying in %.1fs", self.out_task_id, error.message, wait)
-            else:
-                failures = 0
-                # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
-                wait = self.poll_interval * random.uniform(0.9, 1.1)
-                watcher.observe(info)
-                if info is not None and info.is_terminal:
-                    status = "success" if info.kind.value == "success" else "failed"
-                    event = self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
-                    yield await self._settled(event)
-                    return
+                event = self._event(
+                    "error",
+                    f"Stopped waiting for {self.out_task_id!r} after a failed query: {error.message}",
+                    info,
+                    reason=error.reason.value,
+                )
+                yield await self._settled(event)
+                return
+            watcher.observe(info)
+            if info is not None and info.is_terminal:
+                status = "success" if info.kind.value == "success" else "failed"
+                event = self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
+                yield await self._settled(event)
+                return
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 last = info.status if info is not None else "not yet visible"
@@ -154,7 +144,8 @@ class AireiterTaskTrigger(BaseTrigger):
                 )
                 yield await self._settled(event)
                 return
-            await _sleep_on_tick(min(wait, remaining))
+            # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
+            await _sleep_on_tick(min(self.poll_interval * random.uniform(0.9, 1.1), remaining))
 
     async def on_kill(self) -> None:
         """Warn that the remote task keeps running, unless it has finished (then this was a wake-up).
@@ -164,12 +155,12 @@ class AireiterTaskTrigger(BaseTrigger):
         it. One query tells the two apart; a finished remote task has nothing left to warn about.
         """
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-        from airflow_provider_aireiter.retry import RetryPolicy
+        from airflow_provider_aireiter.retry import AireiterRetryPolicy
 
         try:
-            info = await AireiterHook(self.aireiter_conn_id, retry_policy=RetryPolicy(max_attempts=1)).afind_task(
-                self.out_task_id
-            )
+            info = await AireiterHook(
+                self.aireiter_conn_id, retry_policy=AireiterRetryPolicy(max_attempts=1)
+            ).afind_task(self.out_task_id)
         except Exception:  # cannot tell (no connection, service away): warn, as for a real kill
             info = None
         if info is not None and info.is_terminal:

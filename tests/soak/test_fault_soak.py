@@ -40,7 +40,7 @@ import airflow_provider_aireiter.exceptions as aireiter_exceptions
 from airflow_provider_aireiter.emulator import Emulator, Fault
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from airflow_provider_aireiter.models import StatusKind
-from airflow_provider_aireiter.retry import RetryPolicy
+from airflow_provider_aireiter.retry import AireiterRetryPolicy
 from airflow_provider_aireiter.task_ids import attempt_id
 from tests.operators.dagtest_helpers import run_dag
 
@@ -326,9 +326,9 @@ def conn_value(emu: Emulator) -> str:
     return json.dumps({"conn_type": "aireiter", "host": emu.base_url, "password": emu.api_key, "extra": CONN_EXTRA})
 
 
-def soak_retry_policy() -> RetryPolicy:
+def soak_retry_policy() -> AireiterRetryPolicy:
     """The fast policy (the same knobs as the connections' extras)."""
-    return RetryPolicy(**RETRY_KNOBS)
+    return AireiterRetryPolicy(**RETRY_KNOBS)
 
 
 # ------------------------------------------------------------------------------ hook generations
@@ -355,7 +355,7 @@ def submit_or_reattach(hook: AireiterHook, gen: Generation, try_number: int) -> 
     raise AssertionError(f"every attempt id of {gen.out_task_id} up to try {try_number} failed remotely")
 
 
-def hook_try(gen: Generation, try_number: int, policy: RetryPolicy) -> None:
+def hook_try(gen: Generation, try_number: int, policy: AireiterRetryPolicy) -> None:
     """One try of a hook generation: submit (or, on a later try, look up first), wait, download."""
     from airflow.sdk import ObjectStoragePath
 
@@ -376,7 +376,7 @@ def hook_try(gen: Generation, try_number: int, policy: RetryPolicy) -> None:
         hook.close()
 
 
-def run_hook_generation(gen: Generation, policy: RetryPolicy) -> None:
+def run_hook_generation(gen: Generation, policy: AireiterRetryPolicy) -> None:
     emu = gen.emulator
     for try_number in range(1, MAX_HOOK_TRIES + 1):
         gen.tries = try_number
