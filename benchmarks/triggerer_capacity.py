@@ -806,7 +806,8 @@ Notes
   own query code and counted by its request counters, but with HTTP 404 until the task completed.
   The peer makes one aiohttp ClientSession (a new TCP connection) per poll and logs a warning for each
   404; AireiterTaskTrigger's polls share one pool of keep-alive connections per event loop (the
-  provider's own small HTTP/1.1 client, at most 32 requests at once).
+  provider's aiohttp session, at most 32 requests at once). The aiohttp loop polls the real query
+  endpoint on one shared session, with no retries, no parsing beyond JSON and no logging.
 * Machine is shared and noisy; single run per configuration; treat differences under ~20 % as noise.
 """.rstrip()
 
