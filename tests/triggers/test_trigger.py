@@ -185,29 +185,53 @@ def test_no_event_before_the_deferral_has_settled(scripted: ScriptedServer) -> N
     assert len(scripted.received) == 1  # it held the event, it did not poll again meanwhile
 
 
+class _FrozenClockLoop(asyncio.SelectorEventLoop):
+    """A real event loop whose clock can be held still, recording when each timer is due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: float | None = None
+        self.due: list[float] = []
+
+    def time(self) -> float:
+        return self.frozen if self.frozen is not None else super().time()
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:  # type: ignore[override]
+        self.due.append(when)
+        return super().call_at(when, callback, *args, context=context)
+
+
 def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
-    """Wake-ups are rounded up to a shared grid, so a busy triggerer wakes once per tick, not once per poll."""
+    """Wake-ups are rounded up to a shared grid, so a busy triggerer wakes once per tick, not once per poll.
+
+    The clock is held still while the sleeps are scheduled, so where "now" falls in the tick is chosen
+    by the test, not by how busy the machine is.
+    """
     from airflow_provider_aireiter.triggers.aireiter import TICK_SECONDS, _sleep_on_tick
 
-    async def main() -> tuple[list[str], list[float], float]:
-        loop = asyncio.get_running_loop()
-        # Start just after a tick, so every sleep below (0 to 0.6 of a tick) ends before the next one.
-        await _sleep_on_tick(0.0001)
-        started = loop.time()
-        order: list[str] = []
-        woke: list[float] = []
+    loop = _FrozenClockLoop()
+    order: list[str] = []
 
-        async def sleeper(fraction: float) -> None:
-            await _sleep_on_tick(TICK_SECONDS * fraction)
-            woke.append(loop.time())
-            if len(woke) == 1:
-                # Runs after every task step already queued for this turn, before anything woken later.
-                loop.call_soon(order.append, "marker")
-            order.append("woke")
+    async def sleeper(fraction: float) -> None:
+        await _sleep_on_tick(TICK_SECONDS * fraction)
+        if not order:
+            # Runs after every task step already queued for this turn, before anything woken later.
+            loop.call_soon(order.append, "marker")
+        order.append("woke")
 
-        await asyncio.gather(*(sleeper(i / 40) for i in range(1, 25)))
-        return order, woke, started
+    async def main() -> None:
+        now = 1000 * TICK_SECONDS + TICK_SECONDS * 0.13  # 13 % into a tick
+        loop.frozen = now
+        tasks = [asyncio.ensure_future(sleeper(i / 40)) for i in range(1, 25)]  # due 13.. 73 % into it
+        await asyncio.sleep(0)  # every sleeper schedules its timer at the frozen "now"
+        loop.frozen = None  # the real clock is far past that tick: all are due at once
+        await asyncio.gather(*tasks)
 
-    order, woke, started = asyncio.run(main())
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    grid = [when for when in loop.due if when > 1000 * TICK_SECONDS and when < 1002 * TICK_SECONDS]
+    assert len(grid) == 24 and len(set(grid)) == 1  # one grid point for all of them ...
+    assert grid[0] >= 1000 * TICK_SECONDS + TICK_SECONDS * 0.73  # ... none earlier than asked
     assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
-    assert min(woke) - started >= TICK_SECONDS * 24 / 40  # none earlier than asked
