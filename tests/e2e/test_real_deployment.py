@@ -38,7 +38,8 @@ def _conn(base_url: str, key: str, **extra: str) -> str:
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
-    with Emulator(speed=1.0, port=0, durations=DURATIONS, credits=100_000) as emu:
+    # create_new: a second submit of an out_task_id would be a second, paid task, so "paid once" is a real check.
+    with Emulator(speed=1.0, port=0, durations=DURATIONS, credits=100_000, duplicate_policy="create_new") as emu:
         yield emu
 
 
@@ -108,8 +109,8 @@ def test_every_example_dag_succeeds(deployment: AirflowDeployment, media: Path, 
     # It waited in the triggerer and was resumed there: by its completion callback or by its trigger's event.
     resumed_by_callback = "Woken by the completion callback after" in log
     assert resumed_by_callback or re.search(r"(?i)trigger fired event", log), log[-3000:]
-    # Nothing was paid twice.
-    assert all(count == 1 for count in emulator.submits().values())
+    # Nothing was paid twice: one task created per out_task_id.
+    assert emulator.submits() and all(count == 1 for count in emulator.submits().values()), emulator.submits()
 
 
 def test_callback_wakes_sensor_and_operator_while_polling_waits(

@@ -38,7 +38,7 @@ RUNNER = textwrap.dedent(
 )
 
 
-@pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.5, 4.0)})
+@pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.5, 4.0)}, duplicate_policy="create_new")
 def test_worker_killed_mid_wait_then_rerun_submits_once(
     aireiter_connection: Emulator, tmp_path: Path, logs: Any
 ) -> None:

@@ -156,7 +156,7 @@ def test_remote_failure_raises_task_failed_with_the_service_message(
     assert "AireiterTaskFailedError" in logs and "content rejected by review" in logs
 
 
-@pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.5, 1.0)})
+@pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.5, 1.0)}, duplicate_policy="create_new")
 def test_timeout_names_the_out_task_id_and_retry_reattaches_without_paying_twice(
     aireiter_connection: Emulator, tmp_path: Path, logs: Any
 ) -> None:
