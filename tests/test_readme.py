@@ -28,6 +28,9 @@ def test_readme_has_only_known_kinds_of_blocks() -> None:
     assert len(blocks("python")) >= 3
 
 
+PLUGIN = "airflow_provider_aireiter.emulator.pytest_plugin"
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_blocks_run_or_copy_an_example(index: int, tmp_path: Path) -> None:
     code, source = blocks("python")[index]
@@ -41,7 +44,8 @@ def test_python_blocks_run_or_copy_an_example(index: int, tmp_path: Path) -> Non
     if "def test_" in code:  # a test for the user's own suite: run it with pytest, as they would
         (tmp_path / "test_from_readme.py").write_text(code)
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+            # The plugin is opt-in: enabled the way the README says.
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", PLUGIN, str(tmp_path)],
             capture_output=True,
             text=True,
             cwd=tmp_path,

@@ -48,6 +48,8 @@ def test_entry_points_registered() -> None:
     ]
     assert providers and providers[0].load()() == get_provider_info()
     assert any(ep.name == "aireiter_callbacks" for ep in entry_points(group="airflow.plugins"))
+    # No pytest plugin of its own: a production image's pytest runs never load the emulator.
+    assert not [ep for ep in entry_points(group="pytest11") if ep.value.startswith("airflow_provider_aireiter")]
 
 
 def test_callback_plugin_loads_once_without_import_errors() -> None:
