@@ -31,8 +31,12 @@ def trigger(**kw: Any) -> AireiterTaskTrigger:
 
 
 def test_serialize_round_trips_through_airflow_serde() -> None:
+    """The path Airflow 3.3 takes: the worker's DeferTask encodes the kwargs with ``airflow.sdk.serde``,
+    the triggerer decodes them the same way and builds the trigger from them."""
+    import json
+
     from airflow.sdk.module_loading import import_string
-    from airflow.serialization.serialized_objects import BaseSerialization
+    from airflow.sdk.serde import deserialize, serialize
 
     original = trigger(
         deadline=1_900_000_000.5,
@@ -40,10 +44,11 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
         poll_interval=7,
         first_poll_at=1_899_999_000.25,
         resume_not_before=1_899_999_008.25,
+        deadline_kind="execution_timeout",
     )
     classpath, kwargs = original.serialize()
-    encoded = BaseSerialization.serialize(kwargs)
-    restored_kwargs = BaseSerialization.deserialize(encoded)
+    encoded = json.loads(json.dumps(serialize(kwargs)))  # through JSON, as stored in the trigger table
+    restored_kwargs = deserialize(encoded)
     assert restored_kwargs == kwargs
     assert all(isinstance(v, str | int | float) for v in kwargs.values())  # plain JSON only
     restored = import_string(classpath)(**restored_kwargs)
