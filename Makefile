@@ -6,7 +6,7 @@ VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint typecheck pytest demo bench clean
+.PHONY: venv test lint typecheck pytest test-under-load demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ pytest: venv
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
+
+# The suite with every core kept busy by bounded CPU hogs (how a busy laptop or CI runner runs it).
+test-under-load: venv
+	bash scripts/ensure_postgres.sh
+	$(BIN)/python scripts/under_load.py -- $(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/python scripts/demo.py
