@@ -91,6 +91,16 @@ class AireiterTaskTrigger(BaseTrigger):
         payload.update(extra)
         return TriggerEvent(payload)
 
+    def _timeout_event(self, info: Any, detail: str = "") -> TriggerEvent:
+        last = info.status if info is not None else "not yet visible"
+        return self._event(
+            "timeout",
+            f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}{detail}.",
+            info,
+            reason=ErrorReason.TIMEOUT.value,
+            deadline_kind=self.deadline_kind,
+        )
+
     async def _settled(self, event: TriggerEvent) -> TriggerEvent:
         """``event``, once the deferral has settled (an earlier resume can make Airflow fail the task)."""
         from airflow_provider_aireiter.resume_gate import seconds_to_hold
@@ -118,6 +128,10 @@ class AireiterTaskTrigger(BaseTrigger):
             try:
                 info = await hook.afind_task(self.out_task_id, stop_at=self.deadline)
             except AireiterError as error:
+                if error.retryable and time.time() >= self.deadline:
+                    # The retries ran into the deadline: a timeout, as if the last poll had said "running".
+                    yield await self._settled(self._timeout_event(info, f" (last query: {error.message})"))
+                    return
                 event = self._event(
                     "error",
                     f"Stopped waiting for {self.out_task_id!r} after a failed query: {error.message}",
@@ -134,15 +148,7 @@ class AireiterTaskTrigger(BaseTrigger):
                 return
             remaining = self.deadline - time.time()
             if remaining <= 0:
-                last = info.status if info is not None else "not yet visible"
-                event = self._event(
-                    "timeout",
-                    f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}.",
-                    info,
-                    reason=ErrorReason.TIMEOUT.value,
-                    deadline_kind=self.deadline_kind,
-                )
-                yield await self._settled(event)
+                yield await self._settled(self._timeout_event(info))
                 return
             # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
             await _sleep_on_tick(min(self.poll_interval * random.uniform(0.9, 1.1), remaining))

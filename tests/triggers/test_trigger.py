@@ -240,3 +240,11 @@ def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
     assert len(grid) == 24 and len(set(grid)) == 1  # one grid point for all of them ...
     assert grid[0] >= 1000 * TICK_SECONDS + TICK_SECONDS * 0.73  # ... none earlier than asked
     assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
+
+
+def test_an_outage_running_into_the_deadline_is_a_timeout(scripted: ScriptedServer) -> None:
+    """Queries failing until the deadline: the wait timed out (the operator's retry reattaches), not an error."""
+    scripted.default = Answer(503, b"upstream down")
+    (event,) = run_trigger(trigger(deadline=time.time() + 1.0, max_consecutive_errors=1000))
+    assert event["status"] == "timeout" and event["reason"] == "timeout"
+    assert "HTTP 503" in event["message"]
