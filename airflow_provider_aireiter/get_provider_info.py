@@ -18,7 +18,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": PACKAGE_NAME,
         "name": "AIReiter",
-        "description": "Generate images and videos with [AIReiter](https://aireiter.com) from Airflow.",
+        "description": "Generate images and videos with AIReiter (https://aireiter.com) from Airflow.",
         "versions": [__version__],
         "integrations": [
             {
