@@ -20,10 +20,6 @@ if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DA
     import tenacity
 
 
-#: above this many attempts a retry loop is bounded by time, and its log lines do not count tries
-_COUNTED = 1000
-
-
 def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, AireiterError) and error.retryable
 
@@ -62,10 +58,6 @@ class AireiterRetryPolicy:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
 
-    def should_retry(self, error: AireiterError, attempt: int) -> bool:
-        """Whether to try again after ``error`` on try number ``attempt`` (1-based)."""
-        return error.retryable and attempt < self.max_attempts
-
     def delay(self, error: BaseException | None, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1``."""
         backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
@@ -79,6 +71,7 @@ class AireiterRetryPolicy:
     def _options(
         self, what: str, log: Any, max_attempts: int | None, max_wait: float | None, stop_at: float | None
     ) -> dict[str, Any]:
+        """``max_attempts=0`` with ``stop_at``: as many tries as fit before ``stop_at``."""
         import tenacity
 
         attempts = max_attempts if max_attempts is not None else self.max_attempts
@@ -96,13 +89,22 @@ class AireiterRetryPolicy:
             error = state.outcome.exception() if state.outcome is not None else None
             sleep = state.next_action.sleep if state.next_action is not None else 0.0
             message = getattr(error, "message", str(error))
-            log.warning(
-                "%s failed (%s); retry %d of %d in %.1fs", what, message, state.attempt_number, attempts - 1, sleep
-            )
+            if attempts:
+                log.warning(
+                    "%s failed (%s); retry %d of %d in %.1fs", what, message, state.attempt_number, attempts - 1, sleep
+                )
+            else:
+                log.warning("%s failed (%s); asking again in %.1fs", what, message, sleep)
 
-        stop: Any = tenacity.stop_after_attempt(attempts)
-        if stop_at is not None:
-            stop = stop | _stop_at(stop_at)
+        stop: Any
+        if attempts:
+            stop = tenacity.stop_after_attempt(attempts)
+            if stop_at is not None:
+                stop = stop | _stop_at(stop_at)
+        elif stop_at is not None:
+            stop = _stop_at(stop_at)
+        else:
+            raise ValueError("max_attempts=0 (bounded by time) needs stop_at")
         return {
             "retry": tenacity.retry_if_exception(_is_retryable),
             "stop": stop,
@@ -114,7 +116,11 @@ class AireiterRetryPolicy:
     def retrying(
         self, *, what: str, log: Any, max_attempts: int | None = None, stop_at: float | None = None
     ) -> tenacity.Retrying:
-        """A tenacity ``Retrying`` for one sync call: retryable provider errors only, re-raised at the end."""
+        """A tenacity ``Retrying`` for one sync call: retryable provider errors only, re-raised at the end.
+
+        :param max_attempts: tries in all (default: the policy's); 0 with ``stop_at``: bounded by time only.
+        :param stop_at: epoch seconds after which no further try starts.
+        """
         import tenacity
 
         return tenacity.Retrying(**self._options(what, log, max_attempts, None, stop_at))

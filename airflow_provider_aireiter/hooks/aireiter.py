@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider)"
-#: attempts of the re-check: bounded by its time budget instead
-_UNBOUNDED = 1_000_000
 
 
 class AireiterHook(BaseHook):
@@ -295,9 +293,7 @@ class AireiterHook(BaseHook):
                 return None
 
         # Single queries (no nested retries), as many as fit in the budget.
-        retrying = policy.retrying(
-            what=what, log=self.log, max_attempts=_UNBOUNDED, stop_at=time.time() + policy.recheck_budget
-        )
+        retrying = policy.retrying(what=what, log=self.log, max_attempts=0, stop_at=time.time() + policy.recheck_budget)
         try:
             return retrying(ask)
         except AireiterError as error:

@@ -261,7 +261,7 @@ def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -448,7 +448,7 @@ class PostgresCluster:
         )
         last: subprocess.CompletedProcess[str] | None = None
         for _attempt in range(3):  # a free port may be grabbed by someone else meanwhile
-            self.port = _free_port()
+            self.port = free_port()
             last = self._run(
                 [
                     str(self.bindir / "pg_ctl"),
@@ -766,7 +766,7 @@ class AirflowDeployment:
             self._start_reaper()
             self._pg.start()
             self.timings["postgres"] = time.monotonic() - t0
-            self.api_port = self._requested_api_port or _free_port()
+            self.api_port = self._requested_api_port or free_port()
             self.env = self._build_env()
             t1 = time.monotonic()
             self._db_migrate()

@@ -36,7 +36,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import threading
 import time
@@ -52,7 +51,8 @@ import requests
 
 from airflow_provider_aireiter.emulator import Emulator
 from airflow_provider_aireiter.task_ids import default_out_task_id
-from tests.e2e.deployment import AirflowDeployment, DagRunTimeout, DeploymentFactory
+from tests.conftest import conn_json
+from tests.e2e.deployment import AirflowDeployment, DagRunTimeout, DeploymentFactory, free_port
 
 DAG_FILE = Path(__file__).parent / "fast_resume_dags" / "fast_resume_dags.py"
 CALLBACK_DAG = "fast_resume_callback"
@@ -73,16 +73,6 @@ REMOTE_SECONDS = 600.0
 RUN_TIMEOUT = 240.0
 SEED_ENV = "AIREITER_E2E_SEED"
 CALLBACK_SECRET = "fast-resume-callback-signing-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _conn(base_url: str, key: str, **extra: str) -> str:
-    return json.dumps({"conn_type": "aireiter", "host": base_url, "password": key, "extra": extra})
 
 
 def _epoch(stamp: str) -> float:
@@ -268,15 +258,15 @@ def deployment(
 ) -> AirflowDeployment:
     dags = tmp_path_factory.mktemp("fast-resume-dags")
     shutil.copy(DAG_FILE, dags / DAG_FILE.name)
-    port = _free_port()
+    port = free_port()
     env = {
-        "AIRFLOW_CONN_AIREITER_DEFAULT": _conn(
+        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(
             emulator.base_url,
             emulator.api_key,
             callback_base_url=f"http://127.0.0.1:{port}",
             callback_secret=CALLBACK_SECRET,
         ),
-        "AIRFLOW_CONN_AIREITER_POLLING": _conn(emulator.base_url, emulator.api_key),
+        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key),
         "AIREITER_MEDIA_ROOT": str(media),
         "AIREITER_FAST_RESUME_CALLBACK_TASKS": str(CALLBACK_TASKS),
         "AIREITER_FAST_RESUME_POLLING_TASKS": str(POLLING_TASKS),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.emulator import Emulator
-from tests.e2e.deployment import AirflowDeployment
+from tests.conftest import conn_json
+from tests.e2e.deployment import AirflowDeployment, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "example_dags").glob("example_*.py"))
@@ -24,16 +24,6 @@ CALLBACK_DAGS = Path(__file__).parent / "callback_dags" / "callback_dags.py"
 
 #: A video takes 2 + 8 s: long enough to defer, short enough for the test.
 DURATIONS = {"*": (2.0, 8.0)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _conn(base_url: str, key: str, **extra: str) -> str:
-    return json.dumps({"conn_type": "aireiter", "host": base_url, "password": key, "extra": extra})
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +45,15 @@ def deployment(
     dags = tmp_path_factory.mktemp("e2e-dags")
     for path in [*EXAMPLES, CALLBACK_DAGS]:
         shutil.copy(path, dags / path.name)
-    port = _free_port()
+    port = free_port()
     env = {
-        "AIRFLOW_CONN_AIREITER_DEFAULT": _conn(
+        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(
             emulator.base_url,
             emulator.api_key,
             callback_base_url=f"http://127.0.0.1:{port}",
             callback_secret="e2e-callback-signing-secret",
         ),
-        "AIRFLOW_CONN_AIREITER_POLLING": _conn(emulator.base_url, emulator.api_key),
+        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key),
         "AIREITER_MEDIA_ROOT": str(media),
     }
     dep: AirflowDeployment = airflow_deployment_factory(dags, env=env, api_port=port)
