@@ -14,8 +14,8 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTaskFailedError,
     error_for_reason,
 )
-from airflow_provider_aireiter.models import SubmitResult, TaskInfo
 from airflow_provider_aireiter.operators.links import OUTPUT_URL_ATTRIBUTE
+from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
 from airflow_provider_aireiter.waiting import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:

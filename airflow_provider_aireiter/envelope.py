@@ -31,7 +31,7 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTaskNotFoundError,
     AireiterTransientError,
 )
-from airflow_provider_aireiter.models import SubmitResult, TaskInfo, TaskOutput, normalize_status
+from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo, TaskOutput, normalize_status
 
 #: how much of a body may appear in a debug log line or an error message
 BODY_PREVIEW_CHARS = 200

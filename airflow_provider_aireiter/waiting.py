@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from airflow_provider_aireiter.exceptions import AireiterTaskFailedError, AireiterTimeoutError
-from airflow_provider_aireiter.models import StatusKind, TaskInfo
+from airflow_provider_aireiter.task_types import StatusKind, TaskInfo
 
 
 def raise_if_failed(info: TaskInfo) -> None:

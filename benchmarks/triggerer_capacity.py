@@ -394,7 +394,7 @@ class Gate:
 @contextmanager
 def servers(log_limit: int) -> Iterator[tuple[Any, Gate]]:
     """The emulator and the gate, both stopped on the way out."""
-    from airflow_provider_aireiter.emulator import Emulator
+    from airflow_provider_aireiter.testing.emulator import Emulator
 
     emulator = Emulator(credits=10**12, durations={"*": (1.0, NEVER)}, log_limit=log_limit)
     gate = Gate(emulator)

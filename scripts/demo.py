@@ -42,7 +42,7 @@ def main() -> int:
         if os.environ.get("AIRFLOW_CONN_AIREITER_DEFAULT"):
             print("Using the AIReiter connection from AIRFLOW_CONN_AIREITER_DEFAULT (real credits are spent).")
         else:
-            from airflow_provider_aireiter.emulator import Emulator
+            from airflow_provider_aireiter.testing.emulator import Emulator
 
             # speed 20: a 95 s video takes about 5 s
             emulator = stack.enter_context(Emulator(speed=20.0, port=0))

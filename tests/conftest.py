@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__AIREITER__RESUME_SETTLE_SECONDS", "0")
 import pytest  # noqa: E402
 
 #: the emulator's fixtures (opt-in: the package registers no pytest plugin of its own)
-pytest_plugins = ["airflow_provider_aireiter.emulator.pytest_plugin"]
+pytest_plugins = ["airflow_provider_aireiter.testing.emulator.pytest_plugin"]
 
 from airflow_provider_aireiter.retry import AireiterRetryPolicy  # noqa: E402
 from tests.scripted_server import ScriptedServer  # noqa: E402

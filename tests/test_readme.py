@@ -28,7 +28,7 @@ def test_readme_has_only_known_kinds_of_blocks() -> None:
     assert len(blocks("python")) >= 3
 
 
-PLUGIN = "airflow_provider_aireiter.emulator.pytest_plugin"
+PLUGIN = "airflow_provider_aireiter.testing.emulator.pytest_plugin"
 
 
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
@@ -109,7 +109,7 @@ def test_bash_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
                 _check_connection(shlex.split(command.removeprefix("export "))[0].split("=", 1)[1], monkeypatch)
             elif command.startswith(("# ", "or ")):
                 continue
-            elif command.startswith("python -m airflow_provider_aireiter.emulator"):
+            elif command.startswith("python -m airflow_provider_aireiter.testing.emulator"):
                 _check_emulator_command(shlex.split(command)[1:])
             else:
                 raise AssertionError(f"README command not covered by a test: {command}")

@@ -35,8 +35,8 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTransientError,
 )
 from airflow_provider_aireiter.hooks.transport_errors import from_requests, network_error
-from airflow_provider_aireiter.models import SubmitResult, TaskInfo
 from airflow_provider_aireiter.retry import AireiterRetryPolicy
+from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
 from airflow_provider_aireiter.waiting import StatusWatcher, raise_if_failed, timeout_error
 
 if TYPE_CHECKING:

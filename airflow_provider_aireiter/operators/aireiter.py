@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-    from airflow_provider_aireiter.models import SubmitResult, TaskInfo
+    from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
 
 # The run-time modules (the hook, pydantic models, the finish step) are imported inside the methods
 # that use them: a DAG file importing this module should not pay for them at every parse.
@@ -253,7 +253,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         if not settings.callbacks_enabled:
             return None
         settings.check_callback_settings()  # before anything is sent: a bad URL would fail the submit
-        from airflow_provider_aireiter.callbacks.tokens import callback_url
+        from airflow_provider_aireiter.webhook.tokens import callback_url
 
         assert settings.callback_base_url is not None and settings.callback_secret is not None
         return callback_url(settings.callback_base_url, settings.callback_secret, out_task_id, settings.conn_id)
@@ -266,7 +266,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         one moves on to the next id. With ``regenerate_finished``, completed ones move on too, past
         ``base-r<n>`` if need be.
         """
-        from airflow_provider_aireiter.models import StatusKind, SubmitResult
+        from airflow_provider_aireiter.task_types import StatusKind, SubmitResult
 
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-    from airflow_provider_aireiter.models import TaskInfo
+    from airflow_provider_aireiter.task_types import TaskInfo
 
 
 class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):

@@ -49,8 +49,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Emulator
 from airflow_provider_aireiter.task_ids import default_out_task_id
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import conn_json
 from tests.e2e.deployment import AirflowDeployment, DagRunTimeout, DeploymentFactory, free_port
 

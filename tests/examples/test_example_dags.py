@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import DAGS_FOLDER, load_dag_file
 from tests.operators.dagtest_helpers import is_mp4, png_size
 

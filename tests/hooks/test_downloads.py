@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError, AireiterTransientError
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from airflow_provider_aireiter.hooks.downloads import extension_for
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import FAST_RETRIES
 
 

@@ -11,13 +11,13 @@ import dataclasses
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator, Fault
 from airflow_provider_aireiter.exceptions import (
     AireiterInvalidRequestError,
     AireiterSubmitOutcomeUnknownError,
     AireiterTransientError,
 )
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+from airflow_provider_aireiter.testing.emulator import Emulator, Fault
 from tests.conftest import FAST_RETRIES
 
 PARAMS = {"prompt": "a red fox in snow", "aspect_ratio": "16:9", "resolution": "2K"}

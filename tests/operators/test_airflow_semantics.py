@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import conn_json
 from tests.operators.dagtest_helpers import run_dag
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
 from airflow_provider_aireiter.exceptions import AireiterTaskFailedError
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from airflow_provider_aireiter.operators.aireiter import Seedance15ProOperator
 from airflow_provider_aireiter.sensors.aireiter import AireiterTaskSensor
+from airflow_provider_aireiter.testing.emulator import Emulator
 from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 from tests.operators.dagtest_helpers import run_dag
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import DAGS_FOLDER
 from tests.operators.dagtest_helpers import dag_source, run_dag, submit_bodies
 

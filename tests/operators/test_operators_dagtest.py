@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.operators.dagtest_helpers import is_mp4, png_size, run_dag, submit_bodies
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

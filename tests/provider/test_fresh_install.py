@@ -41,7 +41,7 @@ def test_non_editable_install_registers_the_provider(tmp_path: Path) -> None:
             "-c",
             "import importlib.resources as r, airflow_provider_aireiter as p; "
             "print(p.__file__); "
-            "print(r.files('airflow_provider_aireiter.emulator').joinpath('media/sample.mp4').is_file(), "
+            "print(r.files('airflow_provider_aireiter.testing.emulator').joinpath('media/sample.mp4').is_file(), "
             "r.files('airflow_provider_aireiter').joinpath('py.typed').is_file())",
         ],
         capture_output=True,

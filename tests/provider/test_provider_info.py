@@ -44,7 +44,7 @@ def test_entry_points_registered() -> None:
         ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_aireiter")
     ]
     assert providers and providers[0].load()() == get_provider_info()
-    assert any(ep.name == "aireiter_callbacks" for ep in entry_points(group="airflow.plugins"))
+    assert any(ep.name == "aireiter_webhook" for ep in entry_points(group="airflow.plugins"))
     # No pytest plugin of its own: a production image's pytest runs never load the emulator.
     assert not [ep for ep in entry_points(group="pytest11") if ep.value.startswith("airflow_provider_aireiter")]
 
@@ -56,7 +56,7 @@ def test_callback_secret_name_is_masked_by_airflow() -> None:
 
 
 # The airflow CLI listing the provider is tested on a non-editable install (test_fresh_install.py), and
-# the plugin loading once in a real metadata database (tests/callbacks/test_callback_wake_db.py).
+# the plugin loading once in a real metadata database (tests/webhook/test_callback_wake_db.py).
 
 
 @pytest.mark.parametrize("form", ["json", "uri"])

@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import CONN_ENV_VAR, Emulator
+from airflow_provider_aireiter.testing.emulator import CONN_ENV_VAR, Emulator
 
 
 def test_health_needs_no_key_and_never_shows_it(aireiter_emulator):
@@ -90,7 +90,7 @@ def test_marker_configures_the_fixture(aireiter_emulator):
 def test_import_is_light():
     code = (
         "import sys, threading\n"
-        "import airflow_provider_aireiter.emulator as e\n"
+        "import airflow_provider_aireiter.testing.emulator as e\n"
         "assert 'airflow' not in sys.modules, 'airflow imported'\n"
         "assert threading.active_count() == 1\n"
         "print(e.Emulator.__name__)\n"

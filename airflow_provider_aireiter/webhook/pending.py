@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_provider_aireiter.callbacks.wake import WakeResult
+    from airflow_provider_aireiter.webhook.wake import WakeResult
 
 log = logging.getLogger(__name__)
 

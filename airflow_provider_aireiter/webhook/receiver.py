@@ -1,6 +1,6 @@
 """The HTTP endpoint AIReiter calls when a task finishes: ``POST /callback/{conn_id}/{out_task_id}?token=...``.
 
-Mounted by :class:`~airflow_provider_aireiter.plugins.callbacks.AireiterCallbackPlugin` under
+Mounted by :class:`~airflow_provider_aireiter.plugins.webhook.AireiterWebhookPlugin` under
 ``/aireiter`` on Airflow's API server. AIReiter cannot authenticate to Airflow, so the route needs no
 Airflow token; the per-task HMAC token in the URL is the authentication.
 
@@ -47,13 +47,13 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from airflow_provider_aireiter.callbacks.pending import PendingWakes, Waker
-from airflow_provider_aireiter.callbacks.tokens import redact_token, token_is_valid
 from airflow_provider_aireiter.exceptions import AireiterError
 from airflow_provider_aireiter.task_ids import check_out_task_id
+from airflow_provider_aireiter.webhook.pending import PendingWakes, Waker
+from airflow_provider_aireiter.webhook.tokens import redact_token, token_is_valid
 
 if TYPE_CHECKING:
-    from airflow_provider_aireiter.callbacks.wake import WakeResult
+    from airflow_provider_aireiter.webhook.wake import WakeResult
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def lookup_callback_secret(conn_id: str) -> str | None:
 
 def default_waker(conn_id: str, out_task_id: str) -> WakeResult:
     """Wake the tasks of ``conn_id`` waiting on ``out_task_id`` in the metadata database (see :mod:`.wake`)."""
-    from airflow_provider_aireiter.callbacks.wake import wake_waiting_tasks
+    from airflow_provider_aireiter.webhook.wake import wake_waiting_tasks
 
     return wake_waiting_tasks(conn_id, out_task_id)
 

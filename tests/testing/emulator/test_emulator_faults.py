@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Emulator, Fault
+from airflow_provider_aireiter.testing.emulator import Emulator, Fault
 
 
 def _completed_media_url(api, emu, out_task_id="m1", **kwargs):

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .callbacks import CallbackSender
 from .faults import FaultInjector
+from .notify import CallbackSender
 from .state import EmulatorState
 
-log = logging.getLogger("airflow_provider_aireiter.emulator")
+log = logging.getLogger("airflow_provider_aireiter.testing.emulator")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.callbacks.helpers import CONN_ID, SECRET, callback_conn_json
+from tests.webhook.helpers import CONN_ID, SECRET, callback_conn_json
 
 SCENARIO = Path(__file__).with_name("db_scenario.py")
 BULK = 2000
@@ -154,12 +154,12 @@ def test_callback_through_airflows_own_api_app(scenario: dict[str, Any]) -> None
 
 
 def test_plugin_loaded_once_without_import_errors(scenario: dict[str, Any]) -> None:
-    assert scenario["plugins"]["names"].count("aireiter_callbacks") == 1
+    assert scenario["plugins"]["names"].count("aireiter_webhook") == 1
     assert scenario["plugins"]["import_errors"] == {}
 
 
 def test_secret_and_tokens_stay_out_of_the_server_logs(scenario: dict[str, Any]) -> None:
-    from airflow_provider_aireiter.callbacks.tokens import callback_token
+    from airflow_provider_aireiter.webhook.tokens import callback_token
 
     log = scenario["log"]
     assert "AIReiter callback conn=aireiter_cb" in log  # the receiver did log

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 
 SUBMIT = "/api/openapi/submit"
 QUERY = "/api/openapi/query"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.callbacks.helpers import (
+from tests.webhook.helpers import (
     CONN_ID,
     NO_SECRET_CONN_ID,
     SECRET,

@@ -7,7 +7,7 @@ starts nothing.
 
 Start it::
 
-    python -m airflow_provider_aireiter.emulator --port 8765 --api-key emulator-key --speed 60
+    python -m airflow_provider_aireiter.testing.emulator --port 8765 --api-key emulator-key --speed 60
 
 It prints its base URL, the key it accepts and the Airflow connection::
 
@@ -22,7 +22,7 @@ task take 1 s), ``--credits`` (10000), ``--duplicate-policy``,
 
 From Python::
 
-    from airflow_provider_aireiter.emulator import Emulator, Fault
+    from airflow_provider_aireiter.testing.emulator import Emulator, Fault
 
     with Emulator(api_key="k", speed=100, port=0) as emu:
         os.environ["AIRFLOW_CONN_AIREITER_DEFAULT"] = emu.conn_json  # or emu.conn_uri

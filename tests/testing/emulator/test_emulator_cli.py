@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_aireiter.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "airflow_provider_aireiter.testing.emulator", "--port", "0", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

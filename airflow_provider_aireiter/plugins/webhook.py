@@ -1,4 +1,4 @@
-"""``AireiterCallbackPlugin``: mounts the AIReiter callback receiver on Airflow's API server.
+"""``AireiterWebhookPlugin``: mounts the AIReiter callback receiver on Airflow's API server.
 
 Airflow 3's API server mounts every plugin's ``fastapi_apps`` entry with ``app.mount(url_prefix, app)``
 next to its own ``/api/v2`` and ``/ui`` apps. Airflow's authentication is a dependency of its own
@@ -19,13 +19,13 @@ try:  # the Task SDK's class (what providers should use); the core one on older 
 except ImportError:  # pragma: no cover - depends on the installed Airflow
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
 
-from airflow_provider_aireiter.callbacks.tokens import CALLBACK_MOUNT
+from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 
-class LazyCallbackApp:
+class LazyWebhookApp:
     """An ASGI app that builds the callback receiver (:func:`create_callback_app`) on its first call.
 
     Keeps FastAPI out of the processes that import plugins but never serve HTTP.
@@ -36,7 +36,7 @@ class LazyCallbackApp:
 
     def _build(self) -> Any:
         if self._app is None:
-            from airflow_provider_aireiter.callbacks.receiver import create_callback_app
+            from airflow_provider_aireiter.webhook.receiver import create_callback_app
 
             self._app = create_callback_app()
         return self._app
@@ -45,7 +45,7 @@ class LazyCallbackApp:
         await self._build()(scope, receive, send)
 
 
-class AireiterCallbackPlugin(AirflowPlugin):
+class AireiterWebhookPlugin(AirflowPlugin):
     """Serve AIReiter's completion callbacks at ``POST /aireiter/callback/{conn_id}/{out_task_id}?token=...``.
 
     Registered through the ``airflow.plugins`` entry point and the provider info, so installing the
@@ -53,10 +53,10 @@ class AireiterCallbackPlugin(AirflowPlugin):
     ``callback_base_url`` and ``callback_secret`` extras).
     """
 
-    name = "aireiter_callbacks"
+    name = "aireiter_webhook"
     fastapi_apps = [
         {
-            "app": LazyCallbackApp(),
+            "app": LazyWebhookApp(),
             "url_prefix": CALLBACK_MOUNT,
             "name": "AIReiter callbacks",
         }

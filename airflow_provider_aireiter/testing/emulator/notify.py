@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .faults import FaultInjector
 
-log = logging.getLogger("airflow_provider_aireiter.emulator")
+log = logging.getLogger("airflow_provider_aireiter.testing.emulator")
 
 MAX_ATTEMPTS = 4
 MIN_BACKOFF = 0.05

@@ -12,7 +12,7 @@ import zlib
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator.media import make_png
+from airflow_provider_aireiter.testing.emulator.media import make_png
 
 
 def _media(api, emu, out_task_id, model="seedream_v5_lite", params=None):

@@ -11,14 +11,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from .callbacks import CallbackSender
 from .catalog import Durations
 from .faults import FaultInjector
 from .handler import EmulatorRequestHandler
+from .notify import CallbackSender
 from .server import EmulatorHTTPServer, ServerContext
 from .state import EmulatorState
 
-log = logging.getLogger("airflow_provider_aireiter.emulator")
+log = logging.getLogger("airflow_provider_aireiter.testing.emulator")
 
 #: API key the emulator accepts unless told otherwise.
 DEFAULT_API_KEY = "emulator-key"

@@ -1,7 +1,7 @@
 """Helpers for the emulator tests: a small HTTP client and a callback receiver.
 
 The ``aireiter_emulator`` / ``aireiter_connection`` fixtures come from
-``airflow_provider_aireiter.emulator.pytest_plugin``, which the package's
+``airflow_provider_aireiter.testing.emulator.pytest_plugin``, which the package's
 ``pytest11`` entry point loads; declaring ``pytest_plugins`` here as well would
 register the plugin twice and make pytest fail.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator import Emulator
 
 
 class Api:

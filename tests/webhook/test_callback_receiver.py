@@ -13,10 +13,10 @@ from importlib.metadata import entry_points
 import pytest
 import requests
 
-from airflow_provider_aireiter.callbacks.receiver import CallbackLookupError, CallbackReceiver, create_callback_app
-from airflow_provider_aireiter.callbacks.tokens import callback_token, callback_url, redact_token
-from airflow_provider_aireiter.callbacks.wake import WakeResult
-from tests.callbacks.helpers import (
+from airflow_provider_aireiter.webhook.receiver import CallbackLookupError, CallbackReceiver, create_callback_app
+from airflow_provider_aireiter.webhook.tokens import callback_token, callback_url, redact_token
+from airflow_provider_aireiter.webhook.wake import WakeResult
+from tests.webhook.helpers import (
     CONN_ID,
     NO_SECRET_CONN_ID,
     SECRET,
@@ -26,7 +26,7 @@ from tests.callbacks.helpers import (
     start_receiver,
 )
 
-RECEIVER_LOGGER = "airflow_provider_aireiter.callbacks.receiver"
+RECEIVER_LOGGER = "airflow_provider_aireiter.webhook.receiver"
 BODY = {"out_task_id": "job-1", "status": "success"}
 
 
@@ -356,26 +356,26 @@ def test_plugin_declares_the_mount() -> None:
     from airflow.api_fastapi.app import RESERVED_URL_PREFIXES
     from airflow.plugins_manager import is_valid_plugin
 
-    from airflow_provider_aireiter.plugins.callbacks import AireiterCallbackPlugin, LazyCallbackApp
+    from airflow_provider_aireiter.plugins.webhook import AireiterWebhookPlugin, LazyWebhookApp
 
-    assert is_valid_plugin(AireiterCallbackPlugin)
-    assert AireiterCallbackPlugin.name == "aireiter_callbacks"
-    (entry,) = AireiterCallbackPlugin.fastapi_apps
+    assert is_valid_plugin(AireiterWebhookPlugin)
+    assert AireiterWebhookPlugin.name == "aireiter_webhook"
+    (entry,) = AireiterWebhookPlugin.fastapi_apps
     assert entry["url_prefix"] == "/aireiter"
     assert entry["name"] == "AIReiter callbacks"
-    assert isinstance(entry["app"], LazyCallbackApp)
+    assert isinstance(entry["app"], LazyWebhookApp)
     assert not any(entry["url_prefix"].startswith(prefix) for prefix in RESERVED_URL_PREFIXES)
     plugins = {ep.name: ep.value for ep in entry_points(group="airflow.plugins")}
-    assert plugins.get("aireiter_callbacks") == "airflow_provider_aireiter.plugins.callbacks:AireiterCallbackPlugin"
+    assert plugins.get("aireiter_webhook") == "airflow_provider_aireiter.plugins.webhook:AireiterWebhookPlugin"
 
 
 def test_plugin_app_serves_the_route(callback_conns: None) -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from airflow_provider_aireiter.plugins.callbacks import LazyCallbackApp
+    from airflow_provider_aireiter.plugins.webhook import LazyWebhookApp
 
-    app = LazyCallbackApp()
+    app = LazyWebhookApp()
     with LiveServer(Starlette(routes=[Mount("/aireiter", app=app)])) as server:
         base = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1"
         assert requests.post(f"{base}?token={'0' * 64}", json=BODY, timeout=10).status_code == 403

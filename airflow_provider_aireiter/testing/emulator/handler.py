@@ -28,7 +28,7 @@ from .responses import MARKETING_PAGE, business_error, unauthorized
 from .server import EmulatorHTTPServer, ServerContext
 from .state import redact
 
-log = logging.getLogger("airflow_provider_aireiter.emulator")
+log = logging.getLogger("airflow_provider_aireiter.testing.emulator")
 
 API_ROUTES = {
     ("POST", "/api/openapi/submit"): "submit",

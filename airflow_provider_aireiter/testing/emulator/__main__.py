@@ -1,4 +1,4 @@
-"""Command line: ``python -m airflow_provider_aireiter.emulator [options]``."""
+"""Command line: ``python -m airflow_provider_aireiter.testing.emulator [options]``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .state import DUPLICATE_POLICIES
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the CLI."""
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_aireiter.emulator",
+        prog="python -m airflow_provider_aireiter.testing.emulator",
         description="Run a local emulator of the AIReiter API (no credits spent).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")

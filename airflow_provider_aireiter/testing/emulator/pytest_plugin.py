@@ -1,6 +1,6 @@
 """pytest plugin with fixtures that run the AIReiter emulator.
 
-Enable it with ``pytest_plugins = ["airflow_provider_aireiter.emulator.pytest_plugin"]``
+Enable it with ``pytest_plugins = ["airflow_provider_aireiter.testing.emulator.pytest_plugin"]``
 (or through the provider's ``pytest11`` entry point). Fixtures:
 
 * ``aireiter_emulator`` - a started :class:`~.Emulator` on a free port,

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Emulator
-from airflow_provider_aireiter.emulator.catalog import durations_for, estimated_credits, model_kind
+from airflow_provider_aireiter.testing.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator.catalog import durations_for, estimated_credits, model_kind
 
 
 def _ts(value: str) -> float:

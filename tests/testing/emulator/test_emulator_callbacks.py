@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from airflow_provider_aireiter.emulator import Fault
+from airflow_provider_aireiter.testing.emulator import Fault
 
 
 def _wait_records(emu, count, timeout=5.0):
