@@ -1,7 +1,7 @@
 """When and how long to wait before retrying a call: one policy, carried out by tenacity on both paths.
 
 Every request is retried in exactly one place: the hook's sync calls and downloads through
-:meth:`AireiterRetryPolicy.retrying`, the trigger's polls through :meth:`AireiterRetryPolicy.async_retrying`
+:meth:`AireiterRetryPolicy.retrying`, the trigger's polls through :meth:`AireiterRetryPolicy.acall`
 (its consecutive-failure budget), and the submit's re-check through the same waits. The submit
 itself is not a plain retry (see ``AireiterHook.submit``).
 """
@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_aireiter.exceptions import AireiterError, AireiterRateLimitedError
 
 if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DAG file is parsed
     import tenacity
+
+
+T = TypeVar("T")
 
 
 def _is_retryable(error: BaseException) -> bool:
@@ -138,6 +141,37 @@ class AireiterRetryPolicy:
         import tenacity
 
         return tenacity.AsyncRetrying(**self._options(what, log, max_attempts, max_wait, stop_at))
+
+    async def acall(
+        self,
+        call: Callable[[], Awaitable[T]],
+        *,
+        what: str,
+        log: Any,
+        max_wait: float | None = None,
+        stop_at: float | None = None,
+    ) -> T:
+        """``await call()``, retried by :meth:`async_retrying` if it fails retryably.
+
+        The first try runs before any tenacity object exists: a trigger's poll nearly always succeeds,
+        and setting tenacity up costs about a third of the CPU of the whole poll
+        (``benchmarks/triggerer_capacity.py``). A first try that fails is handed to tenacity as its
+        attempt 1, so the waits, the stop conditions and the log lines are those of one tenacity loop.
+        """
+        try:
+            return await call()
+        except AireiterError as error:
+            if not error.retryable:
+                raise
+            first_failure: AireiterError | None = error
+        retrying = self.async_retrying(what=what, log=log, max_wait=max_wait, stop_at=stop_at)
+        async for attempt in retrying:
+            with attempt:
+                if first_failure is not None:
+                    failure, first_failure = first_failure, None
+                    raise failure
+                return await call()
+        raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
 
 def _stop_at(epoch: float) -> Callable[[tenacity.RetryCallState], bool]:

@@ -421,9 +421,7 @@ class AireiterHook(BaseHook):
             payload = await self._apost_once(settings, "/query", body, what=what, out_task_id=out_task_id)
             return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
 
-        retrying = policy.async_retrying(what=what, log=self.log, stop_at=stop_at)
-        result: TaskInfo = await retrying(once)
-        return result
+        return await policy.acall(once, what=what, log=self.log, stop_at=stop_at)
 
     async def afind_task(self, out_task_id: str, *, stop_at: float | None = None) -> TaskInfo | None:
         """Async :meth:`find_task`."""

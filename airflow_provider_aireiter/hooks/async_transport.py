@@ -145,6 +145,8 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > limit:
         raise TransportError(TransportFailure(TOO_LARGE))
+    if declared is not None and not response.headers.get("Content-Encoding"):
+        return await response.read()  # the usual answer: a declared size, within the limit
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

@@ -121,9 +121,10 @@ class AireiterTaskTrigger(BaseTrigger):
         hook = AireiterHook(self.aireiter_conn_id, retry_policy=policy)
         watcher = StatusWatcher(self.log, self.out_task_id, time.time())
         info = None
+        tick = tick_for(self.poll_interval)
         first_wait = min(self.first_poll_at, self.deadline) - time.time()
         if first_wait > 0:
-            await _sleep_on_tick(first_wait)
+            await _sleep_on_tick(first_wait, tick)
         while True:
             try:
                 info = await hook.afind_task(self.out_task_id, stop_at=self.deadline)
@@ -151,7 +152,11 @@ class AireiterTaskTrigger(BaseTrigger):
                 yield await self._settled(self._timeout_event(info))
                 return
             # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
-            await _sleep_on_tick(min(self.poll_interval * random.uniform(0.9, 1.1), remaining))
+            pause = self.poll_interval * random.uniform(0.9, 1.1)
+            if pause < remaining:
+                await _sleep_on_tick(pause, tick)
+            else:  # the deadline comes first: no later than the fine grid allows
+                await _sleep_on_tick(remaining)
 
     async def on_kill(self) -> None:
         """Warn that the remote task keeps running, unless it has finished (then this was a wake-up).
@@ -183,19 +188,32 @@ class AireiterTaskTrigger(BaseTrigger):
         )
 
 
-#: poll wake-ups are rounded up to this grid (seconds of the event loop's clock)
+#: poll wake-ups are rounded up to a grid of this step (seconds of the event loop's clock) ...
 TICK_SECONDS = 0.1
+#: ... or of this coarser step for poll intervals of at least ten of them
+COARSE_TICK_SECONDS = 1.0
 
 
-async def _sleep_on_tick(seconds: float) -> None:
-    """Sleep at least ``seconds``, waking on the next tick of a shared grid.
+def tick_for(poll_interval: float) -> float:
+    """The wake-up grid for a poll interval: a whole second from 10 s up, else a tenth of a second.
 
-    Triggers waking on the same tick are woken by one turn of the event loop, and their queries go out
-    together; with thousands of triggers this saves a loop turn (a system call and its bookkeeping) per
-    poll, at the cost of polling up to one tick later.
+    The grid costs each poll up to one step of delay; at a tenth of the interval that is within the
+    ±10 % jitter the polls get anyway. Every coarse grid point is also a fine one, so triggers with
+    different intervals still share their wake-ups.
+    """
+    return COARSE_TICK_SECONDS if poll_interval >= 10 * COARSE_TICK_SECONDS else TICK_SECONDS
+
+
+async def _sleep_on_tick(seconds: float, tick: float = TICK_SECONDS) -> None:
+    """Sleep at least ``seconds``, waking on the next point of a grid shared by every trigger.
+
+    Triggers waking on the same grid point are woken by one turn of the event loop and their queries go
+    out together. A lone wake-up is the expensive kind: after an idle pause a poll costs several times
+    the CPU of one sent in a batch (cold caches; ``benchmarks/triggerer_capacity.py`` shows it at
+    N = 100), so the grid saves CPU at every size, at the cost of polling up to one step later.
     """
     loop = asyncio.get_running_loop()
-    when = math.ceil((loop.time() + seconds) / TICK_SECONDS) * TICK_SECONDS
+    when = math.ceil((loop.time() + seconds) / tick) * tick
     woken: asyncio.Future[None] = loop.create_future()
     timer = loop.call_at(when, _wake, woken)
     try:

@@ -190,3 +190,27 @@ def test_secret_never_in_repr_or_logs(
 def test_body_previews_for_debug_logs_are_short_and_single_line() -> None:
     text = preview(b'{"junk": "' + b"x" * 5000 + b'"}\n\n')
     assert len(text) <= BODY_PREVIEW_CHARS + 3 and text.endswith("...") and "\n" not in text
+
+
+def test_async_retries_after_a_failed_first_try_are_numbered_as_one_loop(
+    scripted: ScriptedServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The first try runs before tenacity is set up; its failure is tenacity's attempt 1 all the same."""
+    policy = FAST_RETRIES.__class__(max_attempts=3, base_delay=0.001, max_delay=0.001)
+    scripted.add(Answer(503, b"down"), Answer(502, b"down"))
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+
+    async def run() -> str:
+        info = await AireiterHook(retry_policy=policy).aquery(out_task_id="t1")
+        return info.status
+
+    assert asyncio.run(run()) == "processing"
+    retries = [line for line in "".join(capfd.readouterr()).splitlines() if "failed (" in line]
+    assert len(retries) == 2 and "retry 1 of 2" in retries[0] and "retry 2 of 2" in retries[1]
+    assert len(scripted.received) == 3
+
+    scripted.received.clear()
+    scripted.add(Answer(503, b"down"), Answer(503, b"down"), Answer(503, b"down"))
+    with pytest.raises(AireiterTransientError):
+        asyncio.run(run())
+    assert len(scripted.received) == 3  # three tries in all, not a first try plus three

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -197,12 +198,14 @@ class _FrozenClockLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.frozen: float | None = None
         self.due: list[float] = []
+        self.timers: list[tuple[float, Any]] = []
 
     def time(self) -> float:
         return self.frozen if self.frozen is not None else super().time()
 
     def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:  # type: ignore[override]
         self.due.append(when)
+        self.timers.append((when, callback))
         return super().call_at(when, callback, *args, context=context)
 
 
@@ -240,6 +243,45 @@ def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
     assert len(grid) == 24 and len(set(grid)) == 1  # one grid point for all of them ...
     assert grid[0] >= 1000 * TICK_SECONDS + TICK_SECONDS * 0.73  # ... none earlier than asked
     assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
+
+
+@pytest.mark.parametrize(("poll_interval", "step"), [(10.0, 1.0), (30.0, 1.0), (2.0, 0.1)])
+def test_a_trigger_sleeps_until_a_point_of_its_intervals_grid(
+    scripted: ScriptedServer, poll_interval: float, step: float
+) -> None:
+    """Polls of 10 s or more wake on whole seconds (shared by every such trigger), shorter ones on tenths.
+
+    The loop's clock is held still, so the test reads where the trigger's next wake-up was put
+    without waiting for it.
+    """
+    from airflow_provider_aireiter.triggers.aireiter import _wake
+
+    scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+    loop = _FrozenClockLoop()
+    now = 5000.37  # between grid points of both steps
+
+    async def main() -> None:
+        loop.frozen = now
+        waiting = asyncio.ensure_future(anext(trigger(poll_interval=poll_interval, deadline=time.time() + 3600).run()))
+        give_up = time.monotonic() + 60
+        # The first poll goes out and is answered: real I/O, handled by the loop turns that sleep(0)
+        # gives (a timed sleep would never end while the clock stands).
+        while not any(callback is _wake for _, callback in loop.timers) and time.monotonic() < give_up:
+            await asyncio.sleep(0)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.frozen = None
+        loop.run_until_complete(loop.shutdown_asyncgens())  # closes the loop's aiohttp session
+        loop.close()
+    (when,) = [when for when, callback in loop.timers if callback is _wake]
+    assert len(scripted.received) == 1
+    assert now + 0.9 * poll_interval <= when <= now + 1.1 * poll_interval + step  # the jittered interval ...
+    assert abs(when / step - round(when / step)) < 1e-6  # ... rounded up to the grid
 
 
 def test_an_outage_running_into_the_deadline_is_a_timeout(scripted: ScriptedServer) -> None:
