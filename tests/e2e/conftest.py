@@ -76,3 +76,6 @@ def airflow_deployment_factory(request: pytest.FixtureRequest) -> Iterator[Deplo
         if failed:
             dep.mark_failed()
         dep.stop()
+    # Teardown is part of what the harness promises: nothing of a deployment outlives it.
+    left = {dep.api_url: dep.leftover_processes() for dep in started}
+    assert not any(left.values()), f"processes left behind: {left}"
