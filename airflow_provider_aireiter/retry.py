@@ -154,7 +154,7 @@ class AireiterRetryPolicy:
         """``await call()``, retried by :meth:`async_retrying` if it fails retryably.
 
         The first try runs before any tenacity object exists: a trigger's poll nearly always succeeds,
-        and setting tenacity up costs about a third of the CPU of the whole poll
+        and setting tenacity up cost about a quarter of the CPU of the whole poll
         (``benchmarks/triggerer_capacity.py``). A first try that fails is handed to tenacity as its
         attempt 1, so the waits, the stop conditions and the log lines are those of one tenacity loop.
         """
