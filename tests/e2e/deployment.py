@@ -248,6 +248,7 @@ class AirflowDeployment:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"aireiter-e2e-{self.marker}-")).resolve()
         self.airflow_home = self.workdir / "airflow-home"
         self.logs_dir = self.workdir / "logs"
+        self.passwords_file = self.airflow_home / "simple_auth_manager_passwords.json.generated"
         self.env: dict[str, str] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._pg: PostgresCluster | None = None
@@ -314,7 +315,7 @@ class AirflowDeployment:
             "CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             "CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "simple_auth_manager_passwords.json.generated"),
+            "CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             "CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "5",
             "DATABASE__SQL_ALCHEMY_CONN": self._pg.url("psycopg2"),
             "DATABASE__SQL_ALCHEMY_CONN_ASYNC": self._pg.url("asyncpg"),
