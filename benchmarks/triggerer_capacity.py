@@ -17,8 +17,8 @@ the benchmark reports:
 Kinds compared:
 
 * ``AireiterTaskTrigger`` against the emulator's ``POST /api/openapi/query``;
-* a bare poll loop on one shared aiohttp ``ClientSession`` (the floor: what the library itself costs,
-  with no Airflow trigger, retries, envelope parsing or logging around it);
+* a bare poll loop on one shared aiohttp ``ClientSession`` (what the library itself costs: plain
+  jittered sleeps, no wake-up grid, no Airflow trigger, retries, envelope parsing or logging);
 * the http provider's ``HttpSensorTrigger`` (the peer). It fires as soon as a request does not
   end in an error, and keeps polling only on HTTP 404, so against the real query endpoint (HTTP
   200 for a running task) it would fire on its first poll (the benchmark checks this once). It is
@@ -27,7 +27,7 @@ Kinds compared:
 
 Run: ``.venv/bin/python benchmarks/triggerer_capacity.py [--sizes 100,1000,5000]
 [--poll-interval 10] [--finish-after 25] [--spread SECONDS] [--stagger SECONDS] [--keep DIR]``
-(needs the ``bench`` extra: ``apache-airflow-providers-http``). The defaults take about six minutes
+(needs the ``bench`` extra: ``apache-airflow-providers-http``). The defaults take about eight minutes
 on two cores. Loopback only; every wait is bounded.
 """
 
