@@ -245,27 +245,21 @@ def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
     assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
 
 
-@pytest.mark.parametrize(("poll_interval", "step"), [(10.0, 1.0), (30.0, 1.0), (2.0, 0.1)])
-def test_a_trigger_sleeps_until_a_point_of_its_intervals_grid(
-    scripted: ScriptedServer, poll_interval: float, step: float
-) -> None:
-    """Polls of 10 s or more wake on whole seconds (shared by every such trigger), shorter ones on tenths.
+def _next_wake_up(scripted: ScriptedServer, now: float, **kwargs: Any) -> float:
+    """Where a trigger puts its wake-up after its first poll, on a loop whose clock stands at ``now``.
 
-    The loop's clock is held still, so the test reads where the trigger's next wake-up was put
-    without waiting for it.
+    The first poll is real I/O, handled by the loop turns that ``sleep(0)`` gives (a timed sleep
+    would never end while the clock stands); the trigger is cancelled once it has gone to sleep.
     """
     from airflow_provider_aireiter.triggers.aireiter import _wake
 
     scripted.default = ok({"out_task_id": "t1", "status": "processing"})
     loop = _FrozenClockLoop()
-    now = 5000.37  # between grid points of both steps
 
     async def main() -> None:
         loop.frozen = now
-        waiting = asyncio.ensure_future(anext(trigger(poll_interval=poll_interval, deadline=time.time() + 3600).run()))
+        waiting = asyncio.ensure_future(anext(trigger(**kwargs).run()))
         give_up = time.monotonic() + 60
-        # The first poll goes out and is answered: real I/O, handled by the loop turns that sleep(0)
-        # gives (a timed sleep would never end while the clock stands).
         while not any(callback is _wake for _, callback in loop.timers) and time.monotonic() < give_up:
             await asyncio.sleep(0)
         waiting.cancel()
@@ -280,8 +274,30 @@ def test_a_trigger_sleeps_until_a_point_of_its_intervals_grid(
         loop.close()
     (when,) = [when for when, callback in loop.timers if callback is _wake]
     assert len(scripted.received) == 1
+    return when
+
+
+def _on_grid(when: float, step: float) -> bool:
+    return abs(when / step - round(when / step)) < 1e-6
+
+
+@pytest.mark.parametrize(("poll_interval", "step"), [(10.0, 1.0), (30.0, 1.0), (2.0, 0.1)])
+def test_a_trigger_sleeps_until_a_point_of_its_intervals_grid(
+    scripted: ScriptedServer, poll_interval: float, step: float
+) -> None:
+    """Polls of 10 s or more wake on whole seconds (shared by every such trigger), shorter ones on tenths."""
+    now = 5000.37  # between grid points of both steps
+    when = _next_wake_up(scripted, now, poll_interval=poll_interval, deadline=time.time() + 3600)
     assert now + 0.9 * poll_interval <= when <= now + 1.1 * poll_interval + step  # the jittered interval ...
-    assert abs(when / step - round(when / step)) < 1e-6  # ... rounded up to the grid
+    assert _on_grid(when, step)  # ... rounded up to the grid
+
+
+def test_the_wake_up_before_the_deadline_keeps_the_fine_grid(scripted: ScriptedServer) -> None:
+    """A 30 s poll with 5 s left: it wakes at the deadline (to a tenth), not at the next whole second."""
+    now = 5000.37
+    when = _next_wake_up(scripted, now, poll_interval=30.0, deadline=time.time() + 5.0)
+    assert now + 4.0 <= when <= now + 5.1  # the deadline, not 27 to 33 s away
+    assert _on_grid(when, 0.1) and not _on_grid(when, 1.0)
 
 
 def test_an_outage_running_into_the_deadline_is_a_timeout(scripted: ScriptedServer) -> None:
