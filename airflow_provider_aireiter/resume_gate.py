@@ -12,7 +12,7 @@ holds every resume of its own until a fixed time after the deferral: ``resume_no
 the deferring task and carried in the trigger's kwargs. Both ways a task is resumed obey it:
 
 * the trigger (:mod:`.triggers.aireiter`) sleeps until then before yielding a finished task's event;
-* the callback receiver (:mod:`.callbacks.wake`) holds a wake-up until then, and keeps a callback
+* the callback receiver (:mod:`.webhook.wake`) holds a wake-up until then, and keeps a callback
   that arrived before the deferral until the task has deferred and settled.
 
 A resume therefore comes at least :func:`settle_seconds` after the deferral, and never later than
