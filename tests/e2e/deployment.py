@@ -1140,7 +1140,24 @@ class AirflowDeployment:
         )
 
     # ------------------------------------------------------------------ REST API
+    def admin_password(self) -> str:
+        """The password Airflow's simple auth manager generated for ``admin`` (deployments without all-admins)."""
+        generated = self.airflow_home / "simple_auth_manager_passwords.json.generated"
+        return str(json.loads(generated.read_text())["admin"])
+
+    def login_token(self, username: str, password: str) -> str:
+        """A JWT for ``username`` from ``POST /auth/token``, as the UI's login form gets it."""
+        resp = self._session.post(
+            f"{self.api_url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        if resp.status_code not in (200, 201):
+            raise DeploymentError(f"could not log in as {username}: HTTP {resp.status_code} {resp.text[:500]}")
+        return str(resp.json()["access_token"])
+
     def _fetch_token(self) -> str:
+        if self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True").lower() == "false":
+            self._token = self.login_token("admin", self.admin_password())
+            return self._token
         resp = self._session.get(f"{self.api_url}/auth/token", timeout=30)
         if resp.status_code not in (200, 201):
             raise DeploymentError(f"could not obtain an API token: HTTP {resp.status_code} {resp.text[:500]}")

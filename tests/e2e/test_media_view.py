@@ -1,0 +1,272 @@
+"""The media view and gallery on a real deployment: real HTTP to the API server, Airflow's own auth.
+
+The deployment runs without ``simple_auth_manager_all_admins``, so requests without credentials are
+refused, and with ``RestrictedAuthManager`` (restricted_auth.py), where user ``outsider`` may read no DAG.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_aireiter.testing.emulator import Emulator
+from tests.conftest import conn_json
+from tests.e2e.deployment import AirflowDeployment
+
+DAGS = Path(__file__).parent / "media_dags"
+MOUNT = "/aireiter-media"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(speed=1.0, port=0, durations={"*": (1.0, 2.0)}, credits=100_000) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media-view")
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowDeployment:
+    dags = tmp_path_factory.mktemp("media-dags")
+    shutil.copy(DAGS / "media_dags.py", dags / "media_dags.py")
+    env = {
+        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(emulator.base_url, emulator.api_key),
+        "AIREITER_MEDIA_ROOT": str(media),
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.restricted_auth.RestrictedAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:viewer",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    }
+    dep: AirflowDeployment = airflow_deployment_factory(dags, env=env)
+    return dep
+
+
+@pytest.fixture(scope="module")
+def run_id(deployment: AirflowDeployment) -> str:
+    run = deployment.trigger("media_view")
+    assert deployment.wait_for_run("media_view", run, timeout=300) == "success"
+    return run
+
+
+@pytest.fixture(scope="module")
+def anonymous() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def _get(dep: AirflowDeployment, path: str, **params: Any) -> requests.Response:
+    return dep.request("GET", path, params=params)
+
+
+def _srcs(html: str) -> list[str]:
+    return [unescape(src) for src in re.findall(r"src='([^']+)'", html)]
+
+
+def _ti_page(dep: AirflowDeployment, run_id: str, task_id: str, map_index: str = "{MAP_INDEX}") -> str:
+    resp = _get(dep, f"{MOUNT}/ti", dag_id="media_view", run_id=run_id, task_id=task_id, map_index=map_index)
+    assert resp.status_code == 200, resp.text[:500]
+    assert resp.headers["content-type"].startswith("text/html")
+    return resp.text
+
+
+def test_plugin_declares_its_views(deployment: AirflowDeployment) -> None:
+    plugins = deployment.api("GET", "/api/v2/plugins")["plugins"]
+    media = next(p for p in plugins if p["name"] == "aireiter_media")
+    destinations = {v["destination"]: v["href"] for v in media["external_views"]}
+    assert set(destinations) == {"task_instance", "dag_run", "dag"}
+    assert destinations["task_instance"].startswith("aireiter-media/ti?")
+    assert {a["url_prefix"] for a in media["fastapi_apps"]} == {MOUNT}
+
+
+def test_image_task_shows_its_image_with_prompt_model_credits(
+    deployment: AirflowDeployment, run_id: str, media: Path
+) -> None:
+    html = _ti_page(deployment, run_id, "still")
+    result = deployment.xcom("media_view", run_id, "still")
+    stored = result["outputs"][0]["path"]
+    assert "A lighthouse at dawn, watercolor" in html
+    assert "seedream_v5_lite" in html and f"<dd>{result['credits_used']}</dd>" in html
+    assert stored in unescape(html) and str(media) in stored
+    (src,) = _srcs(html)
+    assert src.startswith(f"{MOUNT}/file?") and "width=" not in src
+    image = _get(deployment, src)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == Path(stored.removeprefix("file://")).read_bytes()
+
+
+def test_video_is_served_with_ranges(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "clip")
+    assert "<video controls" in html and "Waves rolling in at dusk" in html
+    (src,) = _srcs(html)
+    stored = Path(deployment.xcom("media_view", run_id, "clip")["outputs"][0]["path"].removeprefix("file://"))
+    data = stored.read_bytes()
+    whole = _get(deployment, src)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-type"] == "video/mp4"
+    part = deployment.request("GET", src, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = deployment.request("GET", src, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    beyond = deployment.request("GET", src, headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_mapped_task_has_one_entry_per_map_index(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "batch")
+    assert re.findall(r"data-map-index='(-?\d+)'", html) == ["0", "1"]
+    assert "A red kite" in html and "A blue kite" in html
+    one = _ti_page(deployment, run_id, "batch", map_index="1")
+    assert re.findall(r"data-map-index='(-?\d+)'", one) == ["1"] and "A red kite" not in one
+
+
+def test_task_without_aireiter_output_shows_the_empty_state(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "plain")
+    assert "id='empty'" in html and "No AIReiter output for this task instance" in html
+    assert "id='empty'" not in _ti_page(deployment, run_id, "still")
+
+
+def test_output_not_stored_falls_back_to_the_service_url(
+    deployment: AirflowDeployment, run_id: str, emulator: Emulator
+) -> None:
+    html = _ti_page(deployment, run_id, "not_stored")
+    assert "not stored" in html
+    (src,) = _srcs(html)
+    resp = deployment.request("GET", src, allow_redirects=False)
+    url = deployment.xcom("media_view", run_id, "not_stored")["outputs"][0]["url"]
+    assert resp.status_code == 307 and resp.headers["location"] == url and url.startswith(emulator.base_url)
+    # A stored output is never redirected to the service.
+    stored_src = _srcs(_ti_page(deployment, run_id, "still"))[0]
+    assert deployment.request("GET", stored_src, allow_redirects=False).status_code == 200
+
+
+def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeployment, run_id: str) -> None:
+    from PIL import Image
+
+    resp = _get(deployment, f"{MOUNT}/run", dag_id="media_view", run_id=run_id)
+    assert resp.status_code == 200
+    html = resp.text
+    assert re.findall(r"data-task-id='([^']+)'", html) == ["batch", "clip", "forged", "not_stored", "still"]
+    thumbs = [src for src in _srcs(html) if "width=320" in src]
+    assert len(thumbs) == 3  # still and the two batch images; the video and the unstored one are not thumbnailed
+    full = _get(deployment, thumbs[0].replace("&width=320", ""))
+    thumb = _get(deployment, thumbs[0])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(thumb.content)) as small, Image.open(io.BytesIO(full.content)) as big:
+        assert max(small.size) <= 320 < max(big.size)
+    assert len(thumb.content) < len(full.content)
+    bad = _get(deployment, thumbs[0].replace("width=320", "width=5000"))
+    assert bad.status_code == 422 and "width=5000 is not allowed; allowed: 160, 320, 640" in bad.text
+
+
+def test_dag_gallery_lists_runs_newest_first(deployment: AirflowDeployment, run_id: str) -> None:
+    second = deployment.trigger("media_view")
+    assert deployment.wait_for_run("media_view", second, timeout=300) == "success"
+    resp = _get(deployment, f"{MOUNT}/dag", dag_id="media_view")
+    assert resp.status_code == 200
+    runs = [unescape(r) for r in re.findall(r"<h2 class='run'>Run ([^<]+)</h2>", resp.text)]
+    assert runs[:2] == [second, run_id]
+
+
+ROUTES = ["ti", "run", "dag", "file"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_session_is_401_and_a_user_without_read_access_is_403(
+    deployment: AirflowDeployment, run_id: str, anonymous: requests.Session, route: str
+) -> None:
+    params = {"dag_id": "media_view", "run_id": run_id, "task_id": "still", "map_index": "-1", "n": "0"}
+    url = f"{deployment.api_url}{MOUNT}/{route}"
+    assert anonymous.get(url, params=params, timeout=30).status_code == 401
+    outsider = deployment.login_token("outsider", _password(deployment, "outsider"))
+    denied = anonymous.get(url, params=params, headers={"Authorization": f"Bearer {outsider}"}, timeout=30)
+    assert denied.status_code == 403
+    # The UI's session cookie, which a same-origin iframe sends, is enough.
+    admin = deployment.login_token("admin", deployment.admin_password())
+    assert anonymous.get(url, params=params, cookies={"_token": admin}, timeout=30).status_code == 200
+    assert anonymous.get(url, params=params, cookies={"_token": outsider}, timeout=30).status_code == 403
+
+
+def _password(dep: AirflowDeployment, user: str) -> str:
+    import json
+
+    return str(json.loads((dep.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())[user])
+
+
+def test_only_recorded_outputs_of_that_task_instance_are_served(deployment: AirflowDeployment, run_id: str) -> None:
+    base = {"dag_id": "media_view", "run_id": run_id, "map_index": "-1"}
+    # A result dict can claim any path; a path that is not an output name the provider writes is not opened.
+    forged = _get(deployment, f"{MOUNT}/file", **base, task_id="forged", n="0")
+    assert forged.status_code == 404 and "root:" not in forged.text
+    assert "not a file the provider wrote" in _ti_page(deployment, run_id, "forged")
+    # No path is taken from the request: traversal in any parameter finds no output.
+    for task_id in ("../../../../etc/passwd", "still/../forged", "%2e%2e%2fetc"):
+        resp = _get(deployment, f"{MOUNT}/file", **base, task_id=task_id, n="0")
+        assert resp.status_code == 404, (task_id, resp.text[:200])
+    assert _get(deployment, f"{MOUNT}/file", **base, task_id="still", n="../../etc/passwd").status_code == 422
+    assert _get(deployment, f"{MOUNT}/file", **base, task_id="still", n="1").status_code == 404
+    encoded = deployment.request("GET", f"{MOUNT}/file/..%2f..%2fetc%2fpasswd")
+    assert encoded.status_code == 404 and "root:" not in encoded.text
+
+
+def _row_test_body(conn: dict[str, Any]) -> dict[str, Any]:
+    """What the connection list's row Test button posts (Airflow 3.3.2 UI): ``port: Number(null)`` is 0."""
+    return {
+        "conn_type": conn["conn_type"],
+        "connection_id": conn["connection_id"],
+        "description": conn.get("description") or "",
+        "extra": conn.get("extra") or "{}",
+        "host": conn.get("host") or "",
+        "login": conn.get("login") or "",
+        "password": conn.get("password") or "",
+        "port": 0,
+        "schema": conn.get("schema") or "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "ok", "says"), [(None, True, "the API key was accepted"), ("wrong", False, "rejected")]
+)
+def test_row_test_button_of_a_form_made_connection(
+    deployment: AirflowDeployment, emulator: Emulator, key: str | None, ok: bool, says: str
+) -> None:
+    conn_id = f"row_test_{ok}"
+    # As the form saves it: the hidden port field is not sent, so the stored port is null.
+    deployment.api(
+        "POST",
+        "/api/v2/connections",
+        json={
+            "connection_id": conn_id,
+            "conn_type": "aireiter",
+            "host": emulator.base_url,
+            "password": key or emulator.api_key,
+        },
+    )
+    stored = deployment.api("GET", f"/api/v2/connections/{conn_id}")
+    assert stored["port"] is None and stored["password"] != (key or emulator.api_key)
+    resp = deployment.request("POST", "/api/v2/connections/test", json=_row_test_body(stored))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] is ok and says in resp.json()["message"], resp.json()
+    # Another connection type is left to Airflow's own check (which refuses port 0 against a null port).
+    other = {**_row_test_body(stored), "conn_type": "generic"}
+    deployment.api(
+        "PATCH",
+        f"/api/v2/connections/{conn_id}",
+        json={**stored, "conn_type": "generic", "password": None},
+        params={"update_mask": "conn_type"},
+    )
+    assert deployment.request("POST", "/api/v2/connections/test", json=other).status_code == 400
