@@ -7,6 +7,7 @@ refused, and with ``RestrictedAuthManager`` (restricted_auth.py), where user ``o
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.conftest import conn_json
 from tests.e2e.deployment import AirflowDeployment
 
 DAGS = Path(__file__).parent / "media_dags"
+REVIEW = Path(__file__).resolve().parents[2] / "example_dags" / "example_review_before_publish.py"
 MOUNT = "/aireiter-media"
 
 
@@ -42,6 +44,7 @@ def deployment(
 ) -> AirflowDeployment:
     dags = tmp_path_factory.mktemp("media-dags")
     shutil.copy(DAGS / "media_dags.py", dags / "media_dags.py")
+    shutil.copy(REVIEW, dags / REVIEW.name)
     env = {
         "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(emulator.base_url, emulator.api_key),
         "AIREITER_MEDIA_ROOT": str(media),
@@ -202,8 +205,6 @@ def test_no_session_is_401_and_a_user_without_read_access_is_403(
 
 
 def _password(dep: AirflowDeployment, user: str) -> str:
-    import json
-
     return str(json.loads((dep.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())[user])
 
 
@@ -270,3 +271,232 @@ def test_row_test_button_of_a_form_made_connection(
         params={"update_mask": "conn_type"},
     )
     assert deployment.request("POST", "/api/v2/connections/test", json=other).status_code == 400
+
+
+# ---------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from tests.e2e.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+def _login(driver: Any, dep: AirflowDeployment, user: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import wait_for
+
+    driver.delete_all_cookies()
+    driver.get(f"{dep.api_url}/auth/login")
+    wait_for("the login form", lambda: driver.find_elements(By.NAME, "username"))
+    driver.find_element(By.NAME, "username").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for("the session cookie", lambda: driver.get_cookie("_token"))
+
+
+def _open_plugin_tab(driver: Any, url: str) -> None:
+    """Open a UI page with a plugin tab and switch into its iframe once the page in it has loaded."""
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import wait_for
+
+    driver.switch_to.default_content()
+    driver.get(url)
+    frame = wait_for(
+        "the plugin's iframe", lambda: driver.find_elements(By.CSS_SELECTOR, "iframe[src*='aireiter-media']")
+    )
+    driver.switch_to.frame(frame[0])
+    wait_for("the media page", lambda: driver.find_elements(By.CSS_SELECTOR, "h1"))
+
+
+def _ui_run_url(dep: AirflowDeployment, run_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"{dep.api_url}/dags/media_view/runs/{quote(run_id, safe='')}"
+
+
+def test_browser_media_view_shows_the_image_and_plays_the_video(
+    browser: Any, deployment: AirflowDeployment, run_id: str
+) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    _login(browser, deployment, "admin", deployment.admin_password())
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/still/plugin/aireiter-media")
+    width = wait_for(
+        "the image to decode",
+        lambda: browser.execute_script(
+            "const i = document.querySelector('img'); return i && i.complete && i.naturalWidth"
+        ),
+    )
+    assert width > 0
+    assert "A lighthouse at dawn, watercolor" in browser.page_source
+    browser.switch_to.default_content()
+    screenshot(browser, "media-view-image")
+
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/clip/plugin/aireiter-media")
+    state = wait_for(
+        "the video's metadata",
+        lambda: browser.execute_script(
+            "const v = document.querySelector('video');"
+            "return v && !v.error && v.readyState >= 1 && v.duration > 0 && [v.readyState, v.duration, v.currentSrc]"
+        ),
+    )
+    assert "/aireiter-media/file?" in state[2]
+    # It plays: time advances (muted, so headless autoplay rules allow it).
+    browser.execute_script("const v = document.querySelector('video'); v.muted = true; v.play();")
+    wait_for(
+        "the video to play", lambda: browser.execute_script("return document.querySelector('video').currentTime > 0")
+    )
+    browser.switch_to.default_content()
+    screenshot(browser, "media-view-video")
+
+
+def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeployment, run_id: str) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    _login(browser, deployment, "admin", deployment.admin_password())
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/plugin/aireiter-run-gallery")
+    decoded = wait_for(
+        "the gallery's thumbnails to decode",
+        lambda: browser.execute_script(
+            "const imgs = [...document.querySelectorAll('img')];"
+            "return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length"
+        ),
+    )
+    assert decoded == 4  # three thumbnails of stored images, and the unstored one from the service URL
+    assert browser.execute_script("return document.querySelectorAll('video').length") == 1
+    browser.switch_to.default_content()
+    screenshot(browser, "run-gallery")
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/plain/plugin/aireiter-media")
+    assert "No AIReiter output for this task instance" in browser.page_source
+
+
+def test_browser_row_test_button(browser: Any, deployment: AirflowDeployment, emulator: Emulator) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import screenshot, wait_for
+
+    for conn_id, key in (("ui_right_key", emulator.api_key), ("ui_wrong_key", "wrong-key")):
+        deployment.api(
+            "POST",
+            "/api/v2/connections",
+            json={"connection_id": conn_id, "conn_type": "aireiter", "host": emulator.base_url, "password": key},
+        )
+    _login(browser, deployment, "admin", deployment.admin_password())
+    for conn_id, expected in (
+        ("ui_right_key", "the API key was accepted"),
+        ("ui_wrong_key", "rejected the API key: paste a valid key"),
+    ):
+        browser.get(f"{deployment.api_url}/connections")
+        row = wait_for(
+            f"the row of {conn_id}",
+            lambda conn_id=conn_id: browser.find_elements(By.XPATH, f"//tr[.//*[normalize-space()='{conn_id}']]"),
+        )[0]
+        buttons = row.find_elements(By.XPATH, ".//button[contains(@aria-label, 'Test')]")
+        assert buttons, row.get_attribute("outerHTML")[:2000]
+        buttons[0].click()
+        wait_for(f"the Test answer for {conn_id}", lambda expected=expected: expected in browser.page_source)
+        screenshot(browser, f"connection-test-{conn_id}")
+
+
+def test_browser_without_session_and_without_access(browser: Any, deployment: AirflowDeployment, run_id: str) -> None:
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    query = urlencode({"dag_id": "media_view", "run_id": run_id, "task_id": "still", "map_index": "-1"})
+    page = f"{deployment.api_url}{MOUNT}/ti?{query}"
+    browser.delete_all_cookies()
+    browser.get(page)
+    assert "Not authenticated" in browser.find_element(By.TAG_NAME, "body").text
+    _login(browser, deployment, "outsider", _password(deployment, "outsider"))
+    browser.get(page)
+    assert "Forbidden" in browser.find_element(By.TAG_NAME, "body").text
+    _login(browser, deployment, "admin", deployment.admin_password())
+    browser.get(f"{deployment.api_url}{MOUNT}/file?{query.replace('still', 'forged')}&n=0")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "not a file the provider wrote" in body and "root:" not in body
+
+
+# ---------------------------------------------------------------------- the review example (human in the loop)
+
+REVIEW_DAG = "example_review_before_publish"
+
+
+def _wait_for_ti_state(dep: AirflowDeployment, run_id: str, task_id: str, state: str) -> dict[str, Any]:
+    from tests.e2e.browser import wait_for
+
+    def probe() -> dict[str, Any] | None:
+        ti = next((t for t in dep.task_instances(REVIEW_DAG, run_id) if t["task_id"] == task_id), None)
+        if ti is not None and ti["state"] in ("failed", "upstream_failed"):
+            raise AssertionError(dep.run_diagnostics(REVIEW_DAG, run_id))
+        return ti if ti is not None and ti["state"] == state else None
+
+    return wait_for(f"{task_id} to be {state}", probe, timeout=240, interval=1.0)
+
+
+def _answer(dep: AirflowDeployment, run_id: str, task_id: str, option: str, note: str | None = None) -> None:
+    """The reviewer's answer, given through Airflow's REST API (what the UI's dialog sends)."""
+    dep.api(
+        "PATCH",
+        f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+        json={"chosen_options": [option], "params_input": {"note": note}},
+    )
+
+
+def test_review_regenerate_with_note_then_approve_publishes(
+    deployment: AirflowDeployment, emulator: Emulator, media: Path, browser: Any
+) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    run_id = deployment.trigger(REVIEW_DAG, conf={"prompt": "A poster of a red kite"})
+    _wait_for_ti_state(deployment, run_id, "review_1", "awaiting_input")
+    detail = deployment.api("GET", f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/review_1/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Regenerate"] and "A poster of a red kite" in detail["body"]
+    (image,) = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", detail["body"])
+    thumb = deployment.request("GET", f"/{image}")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    # The reviewer's dialog, with the candidate image, in the real UI.
+    _login(browser, deployment, "admin", deployment.admin_password())
+    browser.get(f"{deployment.api_url}/dags/{REVIEW_DAG}/runs/{run_id}/tasks/review_1/required_actions")
+    wait_for(
+        "the candidate image in the review dialog",
+        lambda: browser.execute_script(
+            "return [...document.querySelectorAll('img')].some(i => i.src.includes('aireiter-media/file') && i.naturalWidth > 0)"
+        ),
+    )
+    screenshot(browser, "review-dialog")
+
+    _answer(deployment, run_id, "review_1", "Regenerate", "make the kite blue")
+    _wait_for_ti_state(deployment, run_id, "review_2", "awaiting_input")
+    assert deployment.xcom(REVIEW_DAG, run_id, "prompt_2") == "A poster of a red kite. make the kite blue"
+    second = deployment.xcom(REVIEW_DAG, run_id, "generate_2")
+    sent = [r["body"] for r in emulator.requests() if second["out_task_id"] in json.dumps(r.get("body"))]
+    assert any("A poster of a red kite. make the kite blue" in json.dumps(body) for body in sent), sent
+    _answer(deployment, run_id, "review_2", "Approve")
+    assert deployment.wait_for_run(REVIEW_DAG, run_id, timeout=240) == "success"
+    published = deployment.xcom(REVIEW_DAG, run_id, "publish")
+    assert published["round"] == 2 and str(media / "review" / "published") in published["published"]
+    stored = Path(second["outputs"][0]["path"].removeprefix("file://"))
+    assert Path(published["published"].removeprefix("file://")).read_bytes() == stored.read_bytes()
+    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    assert states["generate_3"] == "skipped" and states["publish"] == "success"
+
+
+def test_review_rounds_are_bounded_and_reject_publishes_nothing(deployment: AirflowDeployment) -> None:
+    run_id = deployment.trigger(REVIEW_DAG)
+    for round_no in (1, 2):
+        _wait_for_ti_state(deployment, run_id, f"review_{round_no}", "awaiting_input")
+        _answer(deployment, run_id, f"review_{round_no}", "Regenerate", f"try {round_no}")
+    _wait_for_ti_state(deployment, run_id, "review_3", "awaiting_input")
+    detail = deployment.api("GET", f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/review_3/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject"]  # the last round offers no further regeneration
+    assert deployment.xcom(REVIEW_DAG, run_id, "prompt_3").endswith(". try 1. try 2")
+    _answer(deployment, run_id, "review_3", "Reject")
+    assert deployment.wait_for_run(REVIEW_DAG, run_id, timeout=240) == "success"
+    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    assert states["publish"] == "skipped"
