@@ -86,8 +86,16 @@ def environment(port: int, conn_json: str) -> dict[str, str]:
     }
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     from airflow_provider_aireiter.testing.emulator import Emulator
+
+    # Ctrl-C, and SIGTERM too; set explicitly, as a shell that starts this in the background ignores SIGINT.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     logs = HOME / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,7 @@ def main() -> int:
 
         stack.callback(stop_all)
         for name, args in COMPONENTS.items():
-            log = stack.enter_context(open(logs / f"{name}.log", "ab"))  # noqa: SIM115 - closed by the stack
+            log = stack.enter_context(open(logs / f"{name}.log", "ab"))
             processes.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "airflow", *args], env=env, stdout=log, stderr=log, start_new_session=True
@@ -153,10 +161,15 @@ def main() -> int:
             print(f"make ui: {', '.join(died)} stopped; see {logs}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print("\nStopping ...")
-    print("Stopped.")
+            print("\nStopping ...", flush=True)
+    print("Stopped: everything make ui started has exited.")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # during start-up: the ExitStack has stopped what was started
+        print("\nStopped: everything make ui started has exited.")
+        raise SystemExit(130) from None
