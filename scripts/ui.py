@@ -167,7 +167,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     try:
         raise SystemExit(main())
     except KeyboardInterrupt:  # during start-up: the ExitStack has stopped what was started

@@ -392,14 +392,20 @@ def test_browser_row_test_button(browser: Any, deployment: AirflowDeployment, em
         ("ui_wrong_key", "rejected the API key: paste a valid key"),
     ):
         browser.get(f"{deployment.api_url}/connections")
-        row = wait_for(
-            f"the row of {conn_id}",
-            lambda conn_id=conn_id: browser.find_elements(By.XPATH, f"//tr[.//*[normalize-space()='{conn_id}']]"),
-        )[0]
+        row_xpath = f"//tr[.//*[normalize-space()='{conn_id}']]"
+
+        def rows(xpath: str = row_xpath) -> list[Any]:
+            return list(browser.find_elements(By.XPATH, xpath))
+
+        row = wait_for(f"the row of {conn_id}", rows)[0]
         buttons = row.find_elements(By.XPATH, ".//button[contains(@aria-label, 'Test')]")
         assert buttons, row.get_attribute("outerHTML")[:2000]
         buttons[0].click()
-        wait_for(f"the Test answer for {conn_id}", lambda expected=expected: expected in browser.page_source)
+
+        def answered(text: str = expected) -> bool:
+            return text in browser.page_source
+
+        wait_for(f"the Test answer for {conn_id}", answered)
         screenshot(browser, f"connection-test-{conn_id}")
 
 
