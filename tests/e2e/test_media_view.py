@@ -446,7 +446,25 @@ def _wait_for_ti_state(dep: AirflowDeployment, run_id: str, task_id: str, state:
 
 
 def _answer(dep: AirflowDeployment, run_id: str, task_id: str, option: str, note: str | None = None) -> None:
-    """The reviewer's answer, given through Airflow's REST API (what the UI's dialog sends)."""
+    """The reviewer's answer, given through Airflow's REST API (what the UI's dialog sends).
+
+    A person answers seconds after the dialog appears at the earliest; a test could answer before the
+    scheduler has processed the executor's "success" of the try that paused, and Airflow 3.3 then fails
+    the resumed task (apache/airflow#66374, see resume_gate.py). So the answer waits for that event in
+    the scheduler's log: a condition, not a delay.
+    """
+    from tests.e2e.browser import wait_for
+
+    key = f"task_id='{task_id}', run_id='{run_id}', try_number=1"
+    wait_for(
+        f"the scheduler to process the pause of {task_id}",
+        lambda: any(
+            "Received executor event with state success" in line and key in line
+            for line in dep.process_log("scheduler").splitlines()
+        ),
+        timeout=120,
+        interval=0.5,
+    )
     dep.api(
         "PATCH",
         f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
