@@ -6,7 +6,7 @@ VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint typecheck pytest test-under-load demo bench clean
+.PHONY: venv test lint typecheck pytest test-under-load demo ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ typecheck: venv
 
 pytest: venv
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_chromium.sh >/dev/null
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
@@ -41,10 +42,14 @@ test-under-load: venv
 demo: venv
 	$(BIN)/python scripts/demo.py
 
+# Airflow's UI on 127.0.0.1 with the emulator, the example DAGs and the media view (Ctrl-C stops it).
+ui: venv
+	$(BIN)/python scripts/ui.py
+
 bench: venv
 	$(BIN)/uv pip install -q --python $(BIN)/python ".[bench]"
 	$(BIN)/python benchmarks/parse_overhead.py
 	$(BIN)/python benchmarks/triggerer_capacity.py
 
 clean:
-	rm -rf $(VENV) .demo .e2e
+	rm -rf $(VENV) .demo .e2e .ui

@@ -24,6 +24,7 @@ from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
     AireiterGarbledResponseError,
+    AireiterHtmlPageError,
     AireiterInsufficientCreditsError,
     AireiterInvalidRequestError,
     AireiterRateLimitedError,
@@ -108,7 +109,7 @@ def decode_envelope(body: bytes, content_type: str | None, *, what: str) -> dict
     stripped = body.lstrip()
     looks_html = stripped[:1] == b"<" or (content_type or "").lower().startswith("text/html")
     if looks_html:
-        raise AireiterResponseError(
+        raise AireiterHtmlPageError(
             f"AIReiter answered {what} with an HTML page instead of JSON. The service does this for "
             "unknown routes: check that the connection's base URL is the service root "
             "(e.g. https://aireiter.com, without /api/openapi)."
@@ -128,7 +129,7 @@ def decode_envelope(body: bytes, content_type: str | None, *, what: str) -> dict
     return payload
 
 
-def _body_code(payload: dict[str, Any]) -> int | None:
+def body_code(payload: dict[str, Any]) -> int | None:
     for key in ("statusCode", "code"):
         value = payload.get(key)
         if value is None:
@@ -142,7 +143,7 @@ def _body_code(payload: dict[str, Any]) -> int | None:
 
 def raise_for_business_error(payload: dict[str, Any], *, what: str, out_task_id: str | None = None) -> None:
     """Raise the matching error when the envelope's ``statusCode`` says the call failed."""
-    code = _body_code(payload)
+    code = body_code(payload)
     if code is None or code == 200:
         return
     message = str(payload.get("message") or payload.get("msg") or "").strip()

@@ -106,6 +106,8 @@ class AireiterTransientError(AireiterError):
     ) -> None:
         super().__init__(message, service_code=service_code, out_task_id=out_task_id)
         self.maybe_processed = maybe_processed
+        #: for a network failure: what went wrong on the wire (a phrase of hooks/transport_errors.py)
+        self.transport_detail: str | None = None
 
 
 class AireiterRateLimitedError(AireiterTransientError):
@@ -132,6 +134,10 @@ class AireiterResponseError(AireiterPermanentError):
     """The service answered with something that is not its JSON envelope (an HTML page: a wrong base URL)."""
 
     reason = ErrorReason.BAD_RESPONSE
+
+
+class AireiterHtmlPageError(AireiterResponseError):
+    """The service answered with an HTML page where its JSON API should be (an unknown route)."""
 
 
 class AireiterGarbledResponseError(AireiterTransientError):

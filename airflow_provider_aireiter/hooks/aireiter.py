@@ -18,6 +18,7 @@ from airflow_provider_aireiter.connection import (
     settings_from_connection,
 )
 from airflow_provider_aireiter.envelope import (
+    body_code,
     decode_envelope,
     error_for_http_status,
     parse_query,
@@ -169,9 +170,11 @@ class AireiterHook(BaseHook):
                 raise error
             # Any other status: the body may still be the service's envelope (it says more).
             try:
-                decode_envelope(content, headers.get("content-type"), what=what)
+                envelope = decode_envelope(content, headers.get("content-type"), what=what)
             except (AireiterResponseError, AireiterGarbledResponseError):
                 raise error from None
+            if body_code(envelope) is None:  # JSON, but not the service's envelope (a proxy, another API)
+                raise error
         payload = decode_envelope(content, headers.get("content-type"), what=what)
         return payload
 
@@ -359,26 +362,24 @@ class AireiterHook(BaseHook):
 
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
+        from airflow_provider_aireiter.hooks.connection_test import failure_message, success_message
+
+        settings = self.settings
+        try:
+            settings.check_callback_settings()
+        except AireiterError as exc:  # a bad setting, found before any request: its message names it
+            return False, exc.message
         policy = self._retry_policy
         self._retry_policy = AireiterRetryPolicy(max_attempts=1)  # the button should answer at once
         try:
-            settings = self.settings
-            settings.check_callback_settings()
             self.query(out_task_id="airflow-connection-test")
         except AireiterTaskNotFoundError:
-            note = ""
-            if settings.callbacks_half_configured:
-                note = f" Callbacks are off: {settings.callbacks_half_configured} is not set."
-            return True, f"Connected to AIReiter at {settings.base_url}; the API key was accepted.{note}"
-        except AireiterAuthError:
-            return False, "AIReiter is reachable but rejected the API key: check the connection's API key."
-        except AireiterTransientError as exc:
-            return False, f"Cannot reach AIReiter: {exc.message}"
+            return True, success_message(settings.base_url, settings.callbacks_half_configured)
         except AireiterError as exc:
-            return False, exc.message
+            return False, failure_message(exc, settings.base_url, self.get_connection(self.aireiter_conn_id).host)
         finally:
             self._retry_policy = policy
-        return True, f"Connected to AIReiter at {settings.base_url}."
+        return True, success_message(settings.base_url, settings.callbacks_half_configured)
 
     def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
         """Stream one output to ``directory/<stem><ext>``, unless a complete copy is already there.

@@ -36,12 +36,14 @@ class TransportFailure:
 def network_error(what: str, failure: TransportFailure, *, out_task_id: str | None) -> AireiterTransientError:
     """The provider's error for a transport failure during ``what`` (e.g. "the query of 'x'")."""
     # A submit that may have been sent is never sent again before the service is asked (see submit()).
-    return AireiterTransientError(
+    error = AireiterTransientError(
         f"Network problem on {what}: {failure.detail}. Check that the AIReiter base URL is reachable from "
         "this machine.",
         out_task_id=out_task_id,
         maybe_processed=failure.sent,
     )
+    error.transport_detail = failure.detail
+    return error
 
 
 def _tls_detail(exc: BaseException) -> str:

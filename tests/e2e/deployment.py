@@ -466,6 +466,27 @@ class AirflowDeployment:
         return _tail(self.logs_dir / f"{component}.log", lines)
 
     # ------------------------------------------------------------------ REST API
+    def password(self, user: str = "admin") -> str:
+        """The password Airflow's simple auth manager generated for ``user`` (deployments without all-admins)."""
+        return str(json.loads(self.passwords_file.read_text())[user])
+
+    def login_token(self, username: str, password: str) -> str:
+        """A JWT for ``username`` from ``POST /auth/token``, as the UI's login form gets it."""
+        answer = self._session.post(
+            f"{self.api_url}/auth/token", json={"username": username, "password": password}, timeout=30
+        )
+        if answer.status_code not in (200, 201):
+            raise DeploymentError(f"could not log in as {username}: HTTP {answer.status_code} {answer.text[:500]}")
+        return str(answer.json()["access_token"])
+
+    def _fetch_token(self) -> str:
+        if self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True").lower() == "false":
+            return self.login_token("admin", self.password("admin"))
+        answer = self._session.get(f"{self.api_url}/auth/token", timeout=30)
+        if answer.status_code not in (200, 201):
+            raise DeploymentError(f"no API token: HTTP {answer.status_code} {answer.text[:500]}")
+        return str(answer.json()["access_token"])
+
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """An authenticated request to the api-server (``path`` relative to ``api_url``); never raises on status."""
         url = f"{self.api_url}/{path.lstrip('/')}"
@@ -473,10 +494,7 @@ class AirflowDeployment:
         headers = dict(kwargs.pop("headers", None) or {})
         for attempt in range(2):
             if self._token is None:
-                answer = self._session.get(f"{self.api_url}/auth/token", timeout=30)
-                if answer.status_code not in (200, 201):
-                    raise DeploymentError(f"no API token: HTTP {answer.status_code} {answer.text[:500]}")
-                self._token = str(answer.json()["access_token"])
+                self._token = self._fetch_token()
             headers["Authorization"] = f"Bearer {self._token}"
             answer = self._session.request(method, url, headers=headers, **kwargs)
             if answer.status_code != 401 or attempt:

@@ -31,10 +31,13 @@ def package_classes() -> set[str]:
     return names - {"ModelArg", "AireiterModelOperator"}
 
 
-def test_the_five_examples_exist() -> None:
+def test_the_six_examples_exist() -> None:
+    # example_review_before_publish waits for a person: it runs on the real deployment of
+    # tests/e2e/test_media_view.py, where the answers are given through the REST API.
     assert [p.stem for p in EXAMPLE_FILES] == [
         "example_image_to_video",
         "example_prompt_batch",
+        "example_review_before_publish",
         "example_seedance_text_to_video",
         "example_seedream_daily",
         "example_submit_and_sense",

@@ -46,7 +46,7 @@ def test_half_configured_callbacks_are_reported_by_the_test_button(
 ) -> None:
     _use(monkeypatch, aireiter_connection, callback_base_url="https://airflow.example.com")
     ok, message = AireiterHook().test_connection()
-    assert ok and "Callbacks are off: callback_secret is not set" in message
+    assert ok and "callbacks are off until callback_secret is set too" in message
 
 
 def test_bad_callback_base_url_fails_before_the_submit(

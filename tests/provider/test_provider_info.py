@@ -100,3 +100,37 @@ def test_test_connection_good_key_wrong_key_and_no_server(monkeypatch: pytest.Mo
     monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(f"http://127.0.0.1:{closed_port}"))
     ok, message = AireiterHook().test_connection()
     assert not ok and "reach" in message
+
+
+def test_media_and_connection_test_plugins_are_registered_and_light() -> None:
+    names = {ep.name: ep.value for ep in entry_points(group="airflow.plugins")}
+    assert names["aireiter_media"].endswith("plugins.media:AireiterMediaPlugin")
+    assert names["aireiter_connection_test"].endswith("plugins.connection_test_port:AireiterConnectionTestPlugin")
+    # Every Airflow process imports plugins: the media view's FastAPI app and Pillow stay unimported.
+    probe = (
+        "import sys; import airflow_provider_aireiter.plugins.media, airflow_provider_aireiter.plugins.connection_test_port;"
+        "print(sorted(m for m in ('fastapi', 'PIL', 'airflow_provider_aireiter.media_view.app') if m in sys.modules))"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+
+
+def test_admin_providers_links_to_the_pypi_page() -> None:
+    # Airflow takes the link from the package's "Documentation" URL, not from the provider info.
+    urls = distribution("airflow-provider-aireiter").metadata.get_all("Project-URL") or []
+    assert "Documentation, https://pypi.org/project/airflow-provider-aireiter/" in urls
+    assert "[" not in get_provider_info()["description"]  # plain text, no Markdown
+
+
+def test_row_test_body_rewrite_only_drops_port_zero_of_aireiter() -> None:
+    from airflow_provider_aireiter.plugins.connection_test_port import without_zero_port
+
+    row = {"conn_type": "aireiter", "connection_id": "a", "host": "http://h", "password": "***", "port": 0}
+    assert json.loads(without_zero_port(json.dumps(row).encode())) == {k: v for k, v in row.items() if k != "port"}
+    for unchanged in ({**row, "port": 8765}, {**row, "conn_type": "http"}, {**row, "port": None}):
+        body = json.dumps(unchanged).encode()
+        assert without_zero_port(body) is body
+    assert without_zero_port(b"not json") == b"not json"

@@ -1,0 +1,64 @@
+"""``AireiterMediaPlugin``: the media view of a task instance and the gallery of a DAG run in Airflow's UI.
+
+Two parts: a FastAPI app mounted on the API server at ``/aireiter-media`` (built on its first request,
+so processes that import plugins but serve no HTTP never import FastAPI or the view), and
+``external_views`` that Airflow's UI shows as tabs of a task instance, a DAG run and a DAG, each an
+iframe of one of the app's pages. The UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and
+``{MAP_INDEX}``; hrefs are relative (no leading slash) so they resolve against the UI's base URL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:  # the Task SDK's class (what providers should use); the core one on older Airflow versions
+    from airflow.sdk.plugins_manager import AirflowPlugin
+except ImportError:  # pragma: no cover - depends on the installed Airflow
+    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+MEDIA_MOUNT = "/aireiter-media"
+_PREFIX = MEDIA_MOUNT.lstrip("/")
+
+
+class LazyMediaApp:
+    """An ASGI app that builds :func:`create_media_app` on its first call."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            from airflow_provider_aireiter.media_view.app import create_media_app
+
+            self._app = create_media_app()
+        await self._app(scope, receive, send)
+
+
+class AireiterMediaPlugin(AirflowPlugin):
+    """Show every image and play every video an AIReiter task produced, where Airflow shows the task."""
+
+    name = "aireiter_media"
+    fastapi_apps = [{"app": LazyMediaApp(), "url_prefix": MEDIA_MOUNT, "name": "AIReiter media"}]
+    external_views = [
+        {
+            "name": "Media",
+            "href": f"{_PREFIX}/ti?dag_id={{DAG_ID}}&run_id={{RUN_ID}}&task_id={{TASK_ID}}&map_index={{MAP_INDEX}}",
+            "destination": "task_instance",
+            "url_route": "aireiter-media",
+        },
+        {
+            "name": "Media gallery",
+            "href": f"{_PREFIX}/run?dag_id={{DAG_ID}}&run_id={{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "aireiter-run-gallery",
+        },
+        {
+            "name": "Media gallery",
+            "href": f"{_PREFIX}/dag?dag_id={{DAG_ID}}",
+            "destination": "dag",
+            "url_route": "aireiter-dag-gallery",
+        },
+    ]

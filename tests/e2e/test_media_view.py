@@ -1,0 +1,522 @@
+"""The media view and gallery on a real deployment: real HTTP to the API server, Airflow's own auth.
+
+The deployment runs without ``simple_auth_manager_all_admins``, so requests without credentials are
+refused, and with ``RestrictedAuthManager`` (restricted_auth.py), where user ``outsider`` may read no DAG.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_aireiter.testing.emulator import Emulator
+from tests.conftest import conn_json
+from tests.e2e.deployment import AirflowDeployment
+
+DAGS = Path(__file__).parent / "media_dags"
+REVIEW = Path(__file__).resolve().parents[2] / "example_dags" / "example_review_before_publish.py"
+MOUNT = "/aireiter-media"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(speed=1.0, port=0, durations={"*": (1.0, 2.0)}, credits=100_000) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media-view")
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowDeployment:
+    dags = tmp_path_factory.mktemp("media-dags")
+    shutil.copy(DAGS / "media_dags.py", dags / "media_dags.py")
+    shutil.copy(REVIEW, dags / REVIEW.name)
+    env = {
+        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(emulator.base_url, emulator.api_key),
+        "AIREITER_MEDIA_ROOT": str(media),
+        "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.restricted_auth.RestrictedAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:viewer",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    }
+    dep: AirflowDeployment = airflow_deployment_factory(dags, env=env)
+    return dep
+
+
+@pytest.fixture(scope="module")
+def run_id(deployment: AirflowDeployment) -> str:
+    run = deployment.trigger("media_view")
+    assert deployment.wait_for_run("media_view", run, timeout=300) == "success"
+    return run
+
+
+@pytest.fixture(scope="module")
+def anonymous() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def _get(dep: AirflowDeployment, path: str, **params: Any) -> requests.Response:
+    return dep.request("GET", path, params=params)
+
+
+def _srcs(html: str) -> list[str]:
+    return [unescape(src) for src in re.findall(r"src='([^']+)'", html)]
+
+
+def _ti_page(dep: AirflowDeployment, run_id: str, task_id: str, map_index: str = "{MAP_INDEX}") -> str:
+    resp = _get(dep, f"{MOUNT}/ti", dag_id="media_view", run_id=run_id, task_id=task_id, map_index=map_index)
+    assert resp.status_code == 200, resp.text[:500]
+    assert resp.headers["content-type"].startswith("text/html")
+    return resp.text
+
+
+def test_plugin_declares_its_views(deployment: AirflowDeployment) -> None:
+    plugins = deployment.api("GET", "/api/v2/plugins")["plugins"]
+    media = next(p for p in plugins if p["name"] == "aireiter_media")
+    destinations = {v["destination"]: v["href"] for v in media["external_views"]}
+    assert set(destinations) == {"task_instance", "dag_run", "dag"}
+    assert destinations["task_instance"].startswith("aireiter-media/ti?")
+    assert {a["url_prefix"] for a in media["fastapi_apps"]} == {MOUNT}
+
+
+def test_image_task_shows_its_image_with_prompt_model_credits(
+    deployment: AirflowDeployment, run_id: str, media: Path
+) -> None:
+    html = _ti_page(deployment, run_id, "still")
+    result = deployment.xcom("media_view", run_id, "still")
+    stored = result["outputs"][0]["path"]
+    assert "A lighthouse at dawn, watercolor" in html
+    assert "seedream_v5_lite" in html and f"<dd>{result['credits_used']}</dd>" in html
+    assert stored in unescape(html) and str(media) in stored
+    (src,) = _srcs(html)
+    assert src.startswith(f"{MOUNT}/file?") and "width=" not in src
+    image = _get(deployment, src)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == Path(stored.removeprefix("file://")).read_bytes()
+
+
+def test_video_is_served_with_ranges(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "clip")
+    assert "<video controls" in html and "Waves rolling in at dusk" in html
+    (src,) = _srcs(html)
+    stored = Path(deployment.xcom("media_view", run_id, "clip")["outputs"][0]["path"].removeprefix("file://"))
+    data = stored.read_bytes()
+    whole = _get(deployment, src)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-type"] == "video/mp4"
+    part = deployment.request("GET", src, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = deployment.request("GET", src, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    beyond = deployment.request("GET", src, headers={"Range": f"bytes={len(data)}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{len(data)}"
+
+
+def test_mapped_task_has_one_entry_per_map_index(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "batch")
+    assert re.findall(r"data-map-index='(-?\d+)'", html) == ["0", "1"]
+    assert "A red kite" in html and "A blue kite" in html
+    one = _ti_page(deployment, run_id, "batch", map_index="1")
+    assert re.findall(r"data-map-index='(-?\d+)'", one) == ["1"] and "A red kite" not in one
+
+
+def test_task_without_aireiter_output_shows_the_empty_state(deployment: AirflowDeployment, run_id: str) -> None:
+    html = _ti_page(deployment, run_id, "plain")
+    assert "id='empty'" in html and "No AIReiter output for this task instance" in html
+    assert "id='empty'" not in _ti_page(deployment, run_id, "still")
+
+
+def test_output_not_stored_falls_back_to_the_service_url(
+    deployment: AirflowDeployment, run_id: str, emulator: Emulator
+) -> None:
+    html = _ti_page(deployment, run_id, "not_stored")
+    assert "not stored" in html
+    (src,) = _srcs(html)
+    resp = deployment.request("GET", src, allow_redirects=False)
+    url = deployment.xcom("media_view", run_id, "not_stored")["outputs"][0]["url"]
+    assert resp.status_code == 307 and resp.headers["location"] == url and url.startswith(emulator.base_url)
+    # A stored output is never redirected to the service.
+    stored_src = _srcs(_ti_page(deployment, run_id, "still"))[0]
+    assert deployment.request("GET", stored_src, allow_redirects=False).status_code == 200
+
+
+def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeployment, run_id: str) -> None:
+    from PIL import Image
+
+    resp = _get(deployment, f"{MOUNT}/run", dag_id="media_view", run_id=run_id)
+    assert resp.status_code == 200
+    html = resp.text
+    assert re.findall(r"data-task-id='([^']+)'", html) == ["batch", "clip", "forged", "not_stored", "still"]
+    thumbs = [src for src in _srcs(html) if "width=320" in src]
+    assert len(thumbs) == 3  # still and the two batch images; the video and the unstored one are not thumbnailed
+    full = _get(deployment, thumbs[0].replace("&width=320", ""))
+    thumb = _get(deployment, thumbs[0])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(thumb.content)) as small, Image.open(io.BytesIO(full.content)) as big:
+        assert max(small.size) <= 320 < max(big.size)
+    assert len(thumb.content) < len(full.content)
+    bad = _get(deployment, thumbs[0].replace("width=320", "width=5000"))
+    assert bad.status_code == 422 and "width=5000 is not allowed; allowed: 160, 320, 640" in bad.text
+
+
+def test_dag_gallery_lists_runs_newest_first(deployment: AirflowDeployment, run_id: str) -> None:
+    second = deployment.trigger("media_view")
+    assert deployment.wait_for_run("media_view", second, timeout=300) == "success"
+    resp = _get(deployment, f"{MOUNT}/dag", dag_id="media_view")
+    assert resp.status_code == 200
+    runs = [unescape(r) for r in re.findall(r"<h2 class='run'>Run ([^<]+)</h2>", resp.text)]
+    assert runs[:2] == [second, run_id]
+
+
+ROUTES = ["ti", "run", "dag", "file"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_no_session_is_401_and_a_user_without_read_access_is_403(
+    deployment: AirflowDeployment, run_id: str, anonymous: requests.Session, route: str
+) -> None:
+    params = {"dag_id": "media_view", "run_id": run_id, "task_id": "still", "map_index": "-1", "n": "0"}
+    url = f"{deployment.api_url}{MOUNT}/{route}"
+    assert anonymous.get(url, params=params, timeout=30).status_code == 401
+    outsider = deployment.login_token("outsider", deployment.password("outsider"))
+    denied = anonymous.get(url, params=params, headers={"Authorization": f"Bearer {outsider}"}, timeout=30)
+    assert denied.status_code == 403
+    # The UI's session cookie, which a same-origin iframe sends, is enough.
+    admin = deployment.login_token("admin", deployment.password("admin"))
+    assert anonymous.get(url, params=params, cookies={"_token": admin}, timeout=30).status_code == 200
+    assert anonymous.get(url, params=params, cookies={"_token": outsider}, timeout=30).status_code == 403
+
+
+def test_only_recorded_outputs_of_that_task_instance_are_served(deployment: AirflowDeployment, run_id: str) -> None:
+    base = {"dag_id": "media_view", "run_id": run_id, "map_index": "-1"}
+    # A result dict can claim any path; a path that is not an output name the provider writes is not opened.
+    forged = _get(deployment, f"{MOUNT}/file", **base, task_id="forged", n="0")
+    assert forged.status_code == 404 and "root:" not in forged.text
+    assert "not a file the provider wrote" in _ti_page(deployment, run_id, "forged")
+    # No path is taken from the request: traversal in any parameter finds no output.
+    for task_id in ("../../../../etc/passwd", "still/../forged", "%2e%2e%2fetc"):
+        resp = _get(deployment, f"{MOUNT}/file", **base, task_id=task_id, n="0")
+        assert resp.status_code == 404, (task_id, resp.text[:200])
+    assert _get(deployment, f"{MOUNT}/file", **base, task_id="still", n="../../etc/passwd").status_code == 422
+    assert _get(deployment, f"{MOUNT}/file", **base, task_id="still", n="1").status_code == 404
+    encoded = deployment.request("GET", f"{MOUNT}/file/..%2f..%2fetc%2fpasswd")
+    assert encoded.status_code == 404 and "root:" not in encoded.text
+
+
+def _row_test_body(conn: dict[str, Any]) -> dict[str, Any]:
+    """What the connection list's row Test button posts (Airflow 3.3.2 UI): ``port: Number(null)`` is 0."""
+    return {
+        "conn_type": conn["conn_type"],
+        "connection_id": conn["connection_id"],
+        "description": conn.get("description") or "",
+        "extra": conn.get("extra") or "{}",
+        "host": conn.get("host") or "",
+        "login": conn.get("login") or "",
+        "password": conn.get("password") or "",
+        "port": 0,
+        "schema": conn.get("schema") or "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "ok", "says"), [(None, True, "the API key was accepted"), ("wrong", False, "rejected")]
+)
+def test_row_test_button_of_a_form_made_connection(
+    deployment: AirflowDeployment, emulator: Emulator, key: str | None, ok: bool, says: str
+) -> None:
+    conn_id = f"row_test_{ok}"
+    # As the form saves it: the hidden port field is not sent, so the stored port is null.
+    deployment.api(
+        "POST",
+        "/api/v2/connections",
+        json={
+            "connection_id": conn_id,
+            "conn_type": "aireiter",
+            "host": emulator.base_url,
+            "password": key or emulator.api_key,
+        },
+    )
+    stored = deployment.api("GET", f"/api/v2/connections/{conn_id}")
+    assert stored["port"] is None and stored["password"] != (key or emulator.api_key)
+    resp = deployment.request("POST", "/api/v2/connections/test", json=_row_test_body(stored))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] is ok and says in resp.json()["message"], resp.json()
+    # Another connection type is left to Airflow's own check (which refuses port 0 against a null port).
+    other = {**_row_test_body(stored), "conn_type": "generic"}
+    deployment.api(
+        "PATCH",
+        f"/api/v2/connections/{conn_id}",
+        json={**stored, "conn_type": "generic", "password": None},
+        params={"update_mask": "conn_type"},
+    )
+    assert deployment.request("POST", "/api/v2/connections/test", json=other).status_code == 400
+
+
+# ---------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from tests.e2e.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+def _login(driver: Any, dep: AirflowDeployment, user: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import wait_for
+
+    driver.delete_all_cookies()
+    driver.get(f"{dep.api_url}/auth/login")
+    wait_for("the login form", lambda: driver.find_elements(By.NAME, "username"))
+    driver.find_element(By.NAME, "username").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for("the session cookie", lambda: driver.get_cookie("_token"))
+
+
+def _open_plugin_tab(driver: Any, url: str) -> None:
+    """Open a UI page with a plugin tab and switch into its iframe once the page in it has loaded."""
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import wait_for
+
+    driver.switch_to.default_content()
+    driver.get(url)
+    frame = wait_for(
+        "the plugin's iframe", lambda: driver.find_elements(By.CSS_SELECTOR, "iframe[src*='aireiter-media']")
+    )
+    driver.switch_to.frame(frame[0])
+    wait_for("the media page", lambda: driver.find_elements(By.CSS_SELECTOR, "h1"))
+
+
+def _ui_run_url(dep: AirflowDeployment, run_id: str) -> str:
+    from urllib.parse import quote
+
+    return f"{dep.api_url}/dags/media_view/runs/{quote(run_id, safe='')}"
+
+
+def test_browser_media_view_shows_the_image_and_plays_the_video(
+    browser: Any, deployment: AirflowDeployment, run_id: str
+) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/still/plugin/aireiter-media")
+    width = wait_for(
+        "the image to decode",
+        lambda: browser.execute_script(
+            "const i = document.querySelector('img'); return i && i.complete && i.naturalWidth"
+        ),
+    )
+    assert width > 0
+    assert "A lighthouse at dawn, watercolor" in browser.page_source
+    browser.switch_to.default_content()
+    screenshot(browser, "media-view-image")
+
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/clip/plugin/aireiter-media")
+    state = wait_for(
+        "the video's metadata",
+        lambda: browser.execute_script(
+            "const v = document.querySelector('video');"
+            "return v && !v.error && v.readyState >= 1 && v.duration > 0 && [v.readyState, v.duration, v.currentSrc]"
+        ),
+    )
+    assert "/aireiter-media/file?" in state[2]
+    # It plays: time advances (muted, so headless autoplay rules allow it).
+    browser.execute_script("const v = document.querySelector('video'); v.muted = true; v.play();")
+    wait_for(
+        "the video to play", lambda: browser.execute_script("return document.querySelector('video').currentTime > 0")
+    )
+    browser.switch_to.default_content()
+    screenshot(browser, "media-view-video")
+
+
+def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeployment, run_id: str) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/plugin/aireiter-run-gallery")
+    decoded = wait_for(
+        "the gallery's thumbnails to decode",
+        lambda: browser.execute_script(
+            "const imgs = [...document.querySelectorAll('img')];"
+            "return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length"
+        ),
+    )
+    assert decoded == 4  # three thumbnails of stored images, and the unstored one from the service URL
+    assert browser.execute_script("return document.querySelectorAll('video').length") == 1
+    browser.switch_to.default_content()
+    screenshot(browser, "run-gallery")
+    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/plain/plugin/aireiter-media")
+    assert "No AIReiter output for this task instance" in browser.page_source
+
+
+def test_browser_row_test_button(browser: Any, deployment: AirflowDeployment, emulator: Emulator) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import screenshot, wait_for
+
+    for conn_id, key in (("ui_right_key", emulator.api_key), ("ui_wrong_key", "wrong-key")):
+        deployment.api(
+            "POST",
+            "/api/v2/connections",
+            json={"connection_id": conn_id, "conn_type": "aireiter", "host": emulator.base_url, "password": key},
+        )
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    for conn_id, expected in (
+        ("ui_right_key", "the API key was accepted"),
+        ("ui_wrong_key", "rejected the API key: paste a valid key"),
+    ):
+        browser.get(f"{deployment.api_url}/connections")
+        row_xpath = f"//tr[.//*[normalize-space()='{conn_id}']]"
+
+        def rows(xpath: str = row_xpath) -> list[Any]:
+            return list(browser.find_elements(By.XPATH, xpath))
+
+        row = wait_for(f"the row of {conn_id}", rows)[0]
+        buttons = row.find_elements(By.XPATH, ".//button[contains(@aria-label, 'Test')]")
+        assert buttons, row.get_attribute("outerHTML")[:2000]
+        buttons[0].click()
+
+        def answered(text: str = expected) -> bool:
+            return text in browser.page_source
+
+        wait_for(f"the Test answer for {conn_id}", answered)
+        screenshot(browser, f"connection-test-{conn_id}")
+
+
+def test_browser_without_session_and_without_access(browser: Any, deployment: AirflowDeployment, run_id: str) -> None:
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    query = urlencode({"dag_id": "media_view", "run_id": run_id, "task_id": "still", "map_index": "-1"})
+    page = f"{deployment.api_url}{MOUNT}/ti?{query}"
+    browser.delete_all_cookies()
+    browser.get(page)
+    assert "Not authenticated" in browser.find_element(By.TAG_NAME, "body").text
+    _login(browser, deployment, "outsider", deployment.password("outsider"))
+    browser.get(page)
+    assert "Forbidden" in browser.find_element(By.TAG_NAME, "body").text
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    browser.get(f"{deployment.api_url}{MOUNT}/file?{query.replace('still', 'forged')}&n=0")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "not a file the provider wrote" in body and "root:" not in body
+
+
+# ---------------------------------------------------------------------- the review example (human in the loop)
+
+REVIEW_DAG = "example_review_before_publish"
+
+
+def _wait_for_ti_state(dep: AirflowDeployment, run_id: str, task_id: str, state: str) -> dict[str, Any]:
+    from tests.e2e.browser import wait_for
+
+    def probe() -> dict[str, Any] | None:
+        ti = next((t for t in dep.task_instances(REVIEW_DAG, run_id) if t["task_id"] == task_id), None)
+        if ti is not None and ti["state"] in ("failed", "upstream_failed"):
+            raise AssertionError(dep.diagnostics(REVIEW_DAG, run_id))
+        return ti if ti is not None and ti["state"] == state else None
+
+    return wait_for(f"{task_id} to be {state}", probe, timeout=240, interval=1.0)
+
+
+def _answer(dep: AirflowDeployment, run_id: str, task_id: str, option: str, note: str | None = None) -> None:
+    """The reviewer's answer, given through Airflow's REST API (what the UI's dialog sends).
+
+    A person answers seconds after the dialog appears at the earliest; a test could answer before the
+    scheduler has processed the executor's "success" of the try that paused, and Airflow 3.3 then fails
+    the resumed task (apache/airflow#66374, see resume_gate.py). So the answer waits for that event in
+    the scheduler's log: a condition, not a delay.
+    """
+    from tests.e2e.browser import wait_for
+
+    key = f"task_id='{task_id}', run_id='{run_id}', try_number=1"
+    wait_for(
+        f"the scheduler to process the pause of {task_id}",
+        lambda: any(
+            "Received executor event with state success" in line and key in line
+            for line in dep.process_log("scheduler").splitlines()
+        ),
+        timeout=120,
+        interval=0.5,
+    )
+    dep.api(
+        "PATCH",
+        f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+        json={"chosen_options": [option], "params_input": {"note": note}},
+    )
+
+
+def test_review_regenerate_with_note_then_approve_publishes(
+    deployment: AirflowDeployment, emulator: Emulator, media: Path, browser: Any
+) -> None:
+    from tests.e2e.browser import screenshot, wait_for
+
+    run_id = deployment.trigger(REVIEW_DAG, conf={"prompt": "A poster of a red kite"})
+    _wait_for_ti_state(deployment, run_id, "review_1", "awaiting_input")
+    detail = deployment.api("GET", f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/review_1/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Regenerate"] and "A poster of a red kite" in detail["body"]
+    (image,) = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", detail["body"])
+    thumb = deployment.request("GET", f"/{image}")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    # The reviewer's dialog, with the candidate image, in the real UI.
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    browser.get(f"{deployment.api_url}/dags/{REVIEW_DAG}/runs/{run_id}/tasks/review_1/required_actions")
+    wait_for(
+        "the candidate image in the review dialog",
+        lambda: browser.execute_script(
+            "return [...document.querySelectorAll('img')].some(i => i.src.includes('aireiter-media/file') && i.naturalWidth > 0)"
+        ),
+    )
+    screenshot(browser, "review-dialog")
+
+    _answer(deployment, run_id, "review_1", "Regenerate", "make the kite blue")
+    _wait_for_ti_state(deployment, run_id, "review_2", "awaiting_input")
+    assert deployment.xcom(REVIEW_DAG, run_id, "prompt_2") == "A poster of a red kite. make the kite blue"
+    second = deployment.xcom(REVIEW_DAG, run_id, "generate_2")
+    sent = [r["body"] for r in emulator.requests() if second["out_task_id"] in json.dumps(r.get("body"))]
+    assert any("A poster of a red kite. make the kite blue" in json.dumps(body) for body in sent), sent
+    _answer(deployment, run_id, "review_2", "Approve")
+    assert deployment.wait_for_run(REVIEW_DAG, run_id, timeout=240) == "success"
+    published = deployment.xcom(REVIEW_DAG, run_id, "publish")
+    assert published["round"] == 2 and str(media / "review" / "published") in published["published"]
+    stored = Path(second["outputs"][0]["path"].removeprefix("file://"))
+    assert Path(published["published"].removeprefix("file://")).read_bytes() == stored.read_bytes()
+    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    assert states["generate_3"] == "skipped" and states["publish"] == "success"
+
+
+def test_review_rounds_are_bounded_and_reject_publishes_nothing(deployment: AirflowDeployment) -> None:
+    run_id = deployment.trigger(REVIEW_DAG)
+    for round_no in (1, 2):
+        _wait_for_ti_state(deployment, run_id, f"review_{round_no}", "awaiting_input")
+        _answer(deployment, run_id, f"review_{round_no}", "Regenerate", f"try {round_no}")
+    _wait_for_ti_state(deployment, run_id, "review_3", "awaiting_input")
+    detail = deployment.api("GET", f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/review_3/-1/hitlDetails")
+    assert detail["options"] == ["Approve", "Reject"]  # the last round offers no further regeneration
+    assert deployment.xcom(REVIEW_DAG, run_id, "prompt_3").endswith(". try 1. try 2")
+    _answer(deployment, run_id, "review_3", "Reject")
+    assert deployment.wait_for_run(REVIEW_DAG, run_id, timeout=240) == "success"
+    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    assert states["publish"] == "skipped"
