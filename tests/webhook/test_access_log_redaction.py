@@ -43,7 +43,9 @@ def _wait_for(condition: object, timeout: float, what: str, output: Path) -> Non
         if condition():  # type: ignore[operator]
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; server output:\n{output.read_text()[-4000:]}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}; server output:\n{output.read_text()[-4000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,18 @@ def api_server(airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     output = home / "api-server.out"
     with output.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            [
+                sys.executable,
+                "-m",
+                "airflow",
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
