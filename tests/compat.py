@@ -91,4 +91,4 @@ def loaded_plugins() -> tuple[list[Any], dict[str, str]]:
     if hasattr(plugins_manager, "_get_plugins"):
         return plugins_manager._get_plugins()
     plugins_manager.ensure_plugins_loaded()  # Airflow 3.1
-    return list(plugins_manager.plugins or []), dict(plugins_manager.import_errors)
+    return list(plugins_manager.plugins or []), dict(plugins_manager.import_errors)  # type: ignore[attr-defined]
