@@ -36,8 +36,9 @@ pytest: venv
 
 # Older Airflow lines, each in its own virtualenv pinned by constraints/airflow-<line>.txt (which pins
 # apache-airflow itself): the non-e2e tests on each, and on the floor (3.1) the real-deployment tests
-# of the callback wake-up and of a deferred operator.
-E2E_ON_FLOOR := tests/e2e/test_real_deployment.py::test_callback_wakes_sensor_and_operator_while_polling_waits
+# of deferred operators resumed by the triggerer and of the callback wake-up.
+E2E_ON_FLOOR := tests/e2e/test_real_deployment.py::test_every_example_dag_succeeds \
+	tests/e2e/test_real_deployment.py::test_callback_wakes_sensor_and_operator_while_polling_waits
 
 .venv-%/.installed: constraints/airflow-%.txt pyproject.toml | $(VENV)/.installed
 	$(BIN)/uv venv -q --allow-existing --python $(PYTHON) .venv-$*
