@@ -138,9 +138,11 @@ def test_callback_wakes_sensor_and_operator_while_polling_waits(
     print("callback figures:", json.dumps(figures))
     # No callback URL was sent for the polling-only connection.
     assert ids["poll_sensor"] not in delivered
-    # Woken by the callback: finished within 5 s of its arrival, with no fallback poll needed.
+    # Woken by the callback: with callbacks on, the fallback query comes only every 600 s, so finishing
+    # within a fraction of that after the callback (and with a few queries) is the callback's doing. The
+    # bound is that generous on purpose: on a busy machine the resumed try waits for a slow scheduler.
     for name in ("cb_sensor", "cb_operator"):
-        assert figures[name]["after_callback_s"] is not None and figures[name]["after_callback_s"] <= 5.0, figures
+        assert figures[name]["after_callback_s"] is not None and figures[name]["after_callback_s"] < 300, figures
         assert figures[name]["queries"] <= 4, figures
     # Polling only: it waited for its next poll (every 30 s) after the task completed.
     assert figures["poll_sensor"]["after_completion_s"] > 5.0, figures
