@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make demo   run the flagship example DAG against the bundled emulator (or the real service)
-#   make test   lint, type checks and the whole test suite (incl. a real Airflow deployment)
+#   make test   lint, type checks and the whole test suite (incl. a real Airflow deployment) on the
+#               newest Airflow, then on the older lines it supports (3.2, and the floor 3.1)
 PYTHON ?= python3
 VENV ?= .venv
 AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 
-.PHONY: venv test lint typecheck pytest test-under-load demo ui bench clean
+.PHONY: venv test lint typecheck pytest pytest-3.1 pytest-3.2 test-under-load demo ui bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +28,33 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The newest Airflow: the non-e2e tests two at a time (pytest-xdist), then the e2e tests alone.
 pytest: venv
 	bash scripts/ensure_postgres.sh
 	bash scripts/ensure_chromium.sh >/dev/null
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 -m "not e2e"
+	$(BIN)/python -m pytest -q -m e2e
 
-test: lint typecheck pytest
+# Older Airflow lines, each in its own virtualenv pinned by constraints/airflow-<line>.txt (which pins
+# apache-airflow itself): the non-e2e tests on each, and on the floor (3.1) the real-deployment tests
+# of deferred operators resumed by the triggerer and of the callback wake-up.
+E2E_ON_FLOOR := tests/e2e/test_real_deployment.py::test_every_example_dag_succeeds \
+	tests/e2e/test_real_deployment.py::test_callback_wakes_sensor_and_operator_while_polling_waits
+
+.venv-%/.installed: constraints/airflow-%.txt pyproject.toml | $(VENV)/.installed
+	$(BIN)/uv venv -q --allow-existing --python $(PYTHON) .venv-$*
+	$(BIN)/uv pip install -q --python .venv-$*/bin/python -c constraints/airflow-$*.txt apache-airflow -e ".[test]"
+	touch $@
+
+pytest-3.2: .venv-3.2/.installed
+	.venv-3.2/bin/python -m pytest -q -n 2 -m "not e2e" --ignore=tests/soak
+
+pytest-3.1: .venv-3.1/.installed
+	bash scripts/ensure_postgres.sh
+	.venv-3.1/bin/python -m pytest -q -n 2 -m "not e2e" --ignore=tests/soak
+	.venv-3.1/bin/python -m pytest -q $(E2E_ON_FLOOR)
+
+test: lint typecheck pytest pytest-3.2 pytest-3.1
 
 # The suite with every core kept busy by bounded CPU hogs (how a busy laptop or CI runner runs it).
 test-under-load: venv
@@ -52,4 +74,4 @@ bench: venv
 	$(BIN)/python benchmarks/triggerer_capacity.py
 
 clean:
-	rm -rf $(VENV) .demo .e2e .ui
+	rm -rf $(VENV) .venv-3.1 .venv-3.2 .demo .e2e .ui

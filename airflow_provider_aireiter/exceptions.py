@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_provider_aireiter.compat import AirflowException, AirflowFailException
 
 
 class ErrorReason(str, Enum):

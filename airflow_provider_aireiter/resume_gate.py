@@ -33,7 +33,7 @@ DEFAULT_SETTLE_SECONDS = 15.0
 
 def settle_seconds() -> float:
     """``[aireiter] resume_settle_seconds`` (default 15; 0 turns the hold off, for ``dag.test()``)."""
-    from airflow.sdk.configuration import conf
+    from airflow_provider_aireiter.compat import conf
 
     try:
         value = conf.getfloat("aireiter", "resume_settle_seconds", fallback=DEFAULT_SETTLE_SECONDS)

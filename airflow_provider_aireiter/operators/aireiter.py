@@ -19,8 +19,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.configuration import conf
 
+from airflow_provider_aireiter.compat import conf
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 from airflow_provider_aireiter.operators.links import AireiterOutputLink

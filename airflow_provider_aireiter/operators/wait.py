@@ -125,8 +125,7 @@ class AireiterWaitMixin:
         deferred_at: float | None,
     ) -> TaskInfo:
         """The finished task after a resume; a callback for a task still running defers again."""
-        from airflow.sdk.exceptions import AirflowTaskTimeout
-
+        from airflow_provider_aireiter.compat import AirflowTaskTimeout
         from airflow_provider_aireiter.completion import log_wake, resolve_event
         from airflow_provider_aireiter.exceptions import AireiterTimeoutError
 

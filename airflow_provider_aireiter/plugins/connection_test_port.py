@@ -15,10 +15,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-try:  # the Task SDK's class (what providers should use); the core one on older Airflow versions
-    from airflow.sdk.plugins_manager import AirflowPlugin
-except ImportError:  # pragma: no cover - depends on the installed Airflow
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
+from airflow_provider_aireiter.compat import AirflowPlugin
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

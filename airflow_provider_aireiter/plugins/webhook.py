@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-try:  # the Task SDK's class (what providers should use); the core one on older Airflow versions
-    from airflow.sdk.plugins_manager import AirflowPlugin
-except ImportError:  # pragma: no cover - depends on the installed Airflow
-    from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
-
-from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT
+from airflow_provider_aireiter.compat import AirflowPlugin
+from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT, redact_query
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
@@ -42,6 +38,14 @@ class LazyWebhookApp:
         return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # The API server's access log prints the query string of the scope Airflow routed here: uvicorn's
+            # (Airflow 3.1) when the response starts, Airflow's own middleware (3.2) when it has finished;
+            # only 3.3 masks ``token=`` itself. So the routed scope keeps a redacted query string, and the
+            # receiver gets a copy with the real one.
+            query = scope.get("query_string", b"")
+            scope["query_string"] = redact_query(query)
+            scope = {**scope, "query_string": query}
         await self._build()(scope, receive, send)
 
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.configuration import conf
 
+from airflow_provider_aireiter.compat import conf
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.operators.links import AireiterOutputLink
 from airflow_provider_aireiter.operators.wait import AireiterWaitMixin
@@ -71,7 +71,7 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         return float(self.poke_interval)
 
     def timeout_exception(self, error: AireiterTimeoutError) -> BaseException:
-        from airflow.sdk.exceptions import AirflowSensorTimeout
+        from airflow_provider_aireiter.compat import AirflowSensorTimeout
 
         return AirflowSensorTimeout(error.message)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 #: where the plugin is mounted on Airflow's API server
 CALLBACK_MOUNT = "/aireiter"
@@ -42,3 +42,14 @@ def callback_url(base_url: str, secret: str, out_task_id: str, conn_id: str) -> 
 def redact_token(token: str) -> str:
     """A token as it may appear in logs: its first 6 characters only."""
     return (token or "")[:6] + "..."
+
+
+def redact_query(query: bytes) -> bytes:
+    """A request's raw query string with every ``token`` value shortened by :func:`redact_token`.
+
+    Parsed as Starlette parses it for the receiver, so whatever it reads as the token is what is redacted.
+    """
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if not any(key == "token" for key, _ in pairs):
+        return query
+    return urlencode([(k, redact_token(v) if k == "token" else v) for k, v in pairs]).encode("latin-1")

@@ -14,6 +14,7 @@ from airflow_provider_aireiter.operators.aireiter import Seedance15ProOperator
 from airflow_provider_aireiter.sensors.aireiter import AireiterTaskSensor
 from airflow_provider_aireiter.testing.emulator import Emulator
 from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
+from tests.compat import TaskDeferred
 from tests.operators.dagtest_helpers import run_dag
 
 #: what a forged or early callback would claim
@@ -26,8 +27,6 @@ def _submit(emu: Emulator, out_task_id: str) -> None:
 
 @pytest.mark.aireiter_emulator(speed=1)
 def test_callback_for_a_running_task_defers_again_with_the_same_deadline(aireiter_connection: Emulator) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
     _submit(aireiter_connection, "still-running")
     op = Seedance15ProOperator(task_id="v", prompt="x", poll_interval=40)
     deadline = time.time() + 600
@@ -44,8 +43,6 @@ def test_callback_for_a_running_task_defers_again_with_the_same_deadline(aireite
 
 @pytest.mark.aireiter_emulator(speed=1)
 def test_deferred_sensor_does_not_repeat_the_query_it_just_made(aireiter_connection: Emulator) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
-
     _submit(aireiter_connection, "just-asked")
     sensor = AireiterTaskSensor(task_id="s", out_task_id="just-asked", deferrable=True, poke_interval=30, timeout=600)
     before = time.time()

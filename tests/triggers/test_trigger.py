@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
+from tests.compat import worker_encoded
 from tests.scripted_server import Answer, ScriptedServer, ok
 
 
@@ -32,12 +33,12 @@ def trigger(**kw: Any) -> AireiterTaskTrigger:
 
 
 def test_serialize_round_trips_through_airflow_serde() -> None:
-    """The path Airflow 3.3 takes: the worker's DeferTask encodes the kwargs with ``airflow.sdk.serde``,
-    the triggerer decodes them the same way and builds the trigger from them."""
+    """The path Airflow takes: the worker's DeferTask encodes the kwargs (``airflow.sdk.serde`` since 3.2),
+    they are stored as JSON, and the trigger row decodes them and the triggerer builds the trigger from them."""
     import json
 
+    from airflow.models.trigger import Trigger
     from airflow.sdk.module_loading import import_string
-    from airflow.sdk.serde import deserialize, serialize
 
     original = trigger(
         deadline=1_900_000_000.5,
@@ -48,8 +49,9 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
         deadline_kind="execution_timeout",
     )
     classpath, kwargs = original.serialize()
-    encoded = json.loads(json.dumps(serialize(kwargs)))  # through JSON, as stored in the trigger table
-    restored_kwargs = deserialize(encoded)
+    row = Trigger(classpath=classpath, kwargs={})
+    row.encrypted_kwargs = json.dumps(worker_encoded(kwargs))  # as the Execution API stores a DeferTask
+    restored_kwargs = row.kwargs
     assert restored_kwargs == kwargs
     assert all(isinstance(v, str | int | float) for v in kwargs.values())  # plain JSON only
     restored = import_string(classpath)(**restored_kwargs)

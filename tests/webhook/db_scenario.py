@@ -20,8 +20,23 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+
+def _load_compat() -> Any:
+    """``tests/compat.py``, loaded by path: the repository root stays off ``sys.path`` (see the test)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("aireiter_tests_compat", Path(__file__).parents[1] / "compat.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 if not os.environ.get("AIRFLOW_HOME") or not os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
     raise SystemExit("refusing to run without an explicit AIRFLOW_HOME and metadata database")
+
+compat = _load_compat()
 
 CONN_ID = "aireiter_cb"
 SECRET = "s3cret"
@@ -53,9 +68,6 @@ def setup_database(bulk: int) -> dict[str, Any]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
     from airflow.sdk import DAG, BaseOperator
-    from airflow.sdk.serde import serialize
-    from airflow.serialization.definitions.dag import SerializedDAG
-    from airflow.serialization.serialized_objects import DagSerialization, LazyDeserializedDAG
     from airflow.utils.db import initdb
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState, TaskInstanceState
@@ -86,7 +98,7 @@ def setup_database(bulk: int) -> dict[str, Any]:
         if storage == "fernet":
             return Trigger(classpath=classpath, kwargs=kwargs)
         row = Trigger(classpath=classpath, kwargs={})
-        row.encrypted_kwargs = json.dumps(serialize(kwargs))
+        row.encrypted_kwargs = json.dumps(compat.worker_encoded(kwargs))
         if storage == "foreign":
             from cryptography.fernet import Fernet
 
@@ -98,15 +110,12 @@ def setup_database(bulk: int) -> dict[str, Any]:
         ti.state = TaskInstanceState(state)
         ti.trigger_id = trigger.id
         ti.next_method = "execute_complete"
-        ti.next_kwargs = serialize({"out_task_id": "kept"})
+        ti.next_kwargs = compat.stored_next_kwargs({"out_task_id": "kept"})
 
     with create_session() as session:
         session.merge(DagBundleModel(name="scenario"))
         session.flush()
-        SerializedDAG.bulk_write_to_db("scenario", None, [dag], session=session)
-        SerializedDagModel.write_dag(
-            LazyDeserializedDAG(data=DagSerialization.to_dict(dag)), "scenario", session=session
-        )
+        compat.write_dag_to_db(dag, "scenario", session)
         session.flush()
         serialized = SerializedDagModel.get(DAG_ID, session=session)
         assert serialized is not None
@@ -139,15 +148,6 @@ def setup_database(bulk: int) -> dict[str, Any]:
     return {"setup_seconds": round(time.monotonic() - started, 2), "started_at": time.time()}
 
 
-def _decode_next_kwargs(raw: Any) -> Any:
-    """A task instance's stored ``next_kwargs`` (serde JSON, as ``Trigger.submit_event`` writes them)."""
-    try:  # Airflow 3.3.2+ names the decoder
-        from airflow.models.trigger import _decode_next_kwargs as decode
-    except ImportError:  # Airflow 3.3.0 and 3.3.1
-        from airflow.sdk.serde import deserialize as decode  # type: ignore[assignment]
-    return decode(raw)
-
-
 def states() -> dict[str, dict[str, Any]]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -157,7 +157,7 @@ def states() -> dict[str, dict[str, Any]]:
     with create_session() as session:
         stmt = select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.map_index == -1)
         for ti in session.scalars(stmt):
-            kwargs = _decode_next_kwargs(ti.next_kwargs) if ti.next_kwargs else None
+            kwargs = compat.read_next_kwargs(ti.next_kwargs) if ti.next_kwargs else None
             found[ti.task_id] = {
                 "state": getattr(ti.state, "value", ti.state),
                 "trigger_id": ti.trigger_id,
@@ -294,9 +294,7 @@ def main() -> None:
     results["bulk_cold"] = wake(f"bulk-{bulk // 2}")
     results["bulk_warm"] = wake(f"bulk-{bulk // 2 + 1}")
     results["http"] = http_checks()
-    from airflow import plugins_manager
-
-    names, import_errors = plugins_manager._get_plugins()
+    names, import_errors = compat.loaded_plugins()
     results["plugins"] = {"names": [p.name for p in names], "import_errors": import_errors}
     with open(result_path, "w") as handle:
         json.dump(results, handle, default=str)
