@@ -10,7 +10,7 @@ made; in the last round the choice is "Approve" or "Reject" (nothing is publishe
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
@@ -87,7 +87,8 @@ with DAG(
             body=review_body(round_no),
             options=["Approve", "Reject"] if last else ["Approve", "Regenerate"],
             params={"note": Param("", type=["string", "null"], description="What to change (for Regenerate)")},
-            response_timeout=timedelta(days=1),
+            # No response timeout: it waits for the reviewer (``response_timeout`` is new in the standard
+            # provider that comes with Airflow 3.3; older ones take the wait from ``execution_timeout``).
         )
         decided = route.override(task_id=f"route_{round_no}")(round_no, review.output)  # type: ignore[arg-type]
         if upstream is not None:
