@@ -84,9 +84,9 @@ def _indent(text: str) -> str:
 # ------------------------------------------------------------------------------ processes
 
 
-def marked_processes(marker: str) -> list[int]:
-    """Pids of the live processes whose environment carries ``marker``."""
-    needle = f"{MARKER_ENV}={marker}".encode()
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Pids of the live processes (this one aside) whose environment has ``name=value``."""
+    needle = f"{name}={value}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -98,6 +98,11 @@ def marked_processes(marker: str) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Pids of the live processes of the deployment whose marker is ``marker``."""
+    return processes_with_env(MARKER_ENV, marker)
 
 
 def _signal(pids: Sequence[int], sig: signal.Signals) -> None:

@@ -13,24 +13,15 @@ from pathlib import Path
 
 import requests
 
+from tests.e2e.deployment import processes_with_env
+
 ROOT = Path(__file__).resolve().parents[2]
 UI_HOME = str(ROOT / ".ui" / "airflow")
 
 
 def _processes_of_ui() -> list[int]:
     """Live processes whose environment names the ``make ui`` AIRFLOW_HOME."""
-    needle = f"AIRFLOW_HOME={UI_HOME}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as environ:
-                if needle in environ.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
+    return processes_with_env("AIRFLOW_HOME", UI_HOME)
 
 
 def test_make_ui_runs_the_demo_shows_its_media_and_stops_on_ctrl_c() -> None:
