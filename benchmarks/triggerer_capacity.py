@@ -18,7 +18,7 @@ Kinds compared:
 
 * ``AireiterTaskTrigger`` against the emulator's ``POST /api/openapi/query``;
 * a bare poll loop on one shared aiohttp ``ClientSession`` (what the library itself costs: plain
-  jittered sleeps, no wake-up grid, no Airflow trigger, retries, envelope parsing or logging);
+  jittered sleeps, no aligned wake-ups, no Airflow trigger, retries, envelope parsing or logging);
 * the http provider's ``HttpSensorTrigger`` (the peer). It fires as soon as a request does not
   end in an error, and keeps polling only on HTTP 404, so against the real query endpoint (HTTP
   200 for a running task) it would fire on its first poll (the benchmark checks this once). It is
@@ -111,6 +111,30 @@ def _reset_peak_rss() -> bool:
         return False
     now = _proc_status()
     return now["VmHWM"] <= now["VmRSS"] + 256 * 1024
+
+
+def _count_collections() -> dict[str, float]:
+    """Count the garbage collector's runs from now on: all of them, the full ones, and their CPU seconds.
+
+    A full collection walks every object of the process (Airflow's imports leave about 170,000), so
+    one costs tens of milliseconds; at N = 100 one of them is a visible share of the whole wait.
+    """
+    seen = {"collections": 0, "full": 0, "cpu": 0.0, "full_cpu": 0.0}
+    began = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.process_time()
+            return
+        spent = time.process_time() - began[0]
+        seen["collections"] += 1
+        seen["cpu"] += spent
+        if info["generation"] == 2:
+            seen["full"] += 1
+            seen["full_cpu"] += spent
+
+    gc.callbacks.append(callback)
+    return seen
 
 
 def _count_calls(owner: type, name: str, counter: list[int]) -> None:
@@ -230,7 +254,7 @@ async def _wait_all(
         """Write the figures once (from the loop or from the watchdog); whether this call wrote them."""
         if not report_once.acquire(blocking=False):
             return False
-        ended, cpu = time.time(), time.process_time() - cpu_start
+        ended, cpu = time.time(), time.process_time() - cpu_start - sampler_cpu[0]
         status = _proc_status()
         rss_seen = [sample[2] for sample in list(samples)] + [status["VmRSS"]]
         write(
@@ -246,22 +270,29 @@ async def _wait_all(
                 "events": dict(events),
                 "crashes": dict(crashes),
                 "samples": list(samples),
+                "gc": dict(gc_seen),
             }
         )
         return True
 
     def watch() -> None:
         # A thread, so it samples and enforces the limit even while the loop is stuck in long steps.
+        # Its own CPU (reading /proc twice a second) is left out of every figure: it is the same for
+        # every kind and would only pull the ratios towards 1.
         limit = started + args.max_wait
+        own_start = time.thread_time()
         while not all_done.wait(0.5):
             status = _proc_status()
-            samples.append((time.time(), time.process_time(), status["VmRSS"], status["Threads"]))
+            sampler_cpu[0] = time.thread_time() - own_start
+            samples.append((time.time(), time.process_time() - sampler_cpu[0], status["VmRSS"], status["Threads"]))
             if time.time() >= limit and report():
                 # Cancelling thousands of queued requests can itself take minutes: leave at once.
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(0)
 
+    gc_seen = _count_collections()
+    sampler_cpu = [0.0]
     cpu_start, started = time.process_time(), time.time()
     watchdog = threading.Thread(target=watch, name="capacity-watchdog", daemon=True)
     watchdog.start()
@@ -286,6 +317,15 @@ def child_main(args: argparse.Namespace) -> int:
     ids: list[str] = json.loads(Path(args.ids_file).read_text())
     polls = [0]
     deadline = time.time() + args.max_wait + 120
+    # What a running triggerer has imported before these triggers start: the triggerer itself (its
+    # supervisor and comms) and the SDK's async connection lookup, loaded by the first trigger that
+    # read a connection. Without them every kind would pay Airflow's one-off imports inside its first
+    # polls (about 25 ms), a cost of the process, not of a wait.
+    import airflow.jobs.triggerer_job_runner
+    import airflow.sdk.definitions.connection
+    import airflow.sdk.execution_time.cache  # noqa: F401
+    import asgiref.sync  # noqa: F401
+
     make = _trigger_factory(args.child, args.poll_interval, deadline, polls)
 
     def write(result: dict[str, Any]) -> None:
@@ -626,6 +666,10 @@ def _fill_metrics(
     m.setdefault("log_lines", 0)
     m.setdefault("log_warnings", 0)
     m["peak_threads"] = result["peak_threads"]
+    collected = result.get("gc") or {}
+    m["gc_full"] = collected.get("full", 0)
+    m["gc_cpu_ms"] = 1000 * collected.get("cpu", 0.0)
+    m["gc_full_cpu_ms"] = 1000 * collected.get("full_cpu", 0.0)
     if not result["hwm_reset"]:
         run.problems.append("could not reset VmHWM; peak RSS is the 0.5 s sampler's maximum")
     if result["unfinished"] or result["crashes"]:
@@ -665,6 +709,9 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("log lines written", "log_lines", ".0f", False),
     ("  of which warnings", "log_warnings", ".0f", False),
     ("peak OS threads", "peak_threads", ".0f", False),
+    ("garbage collector CPU, all runs (ms)", "gc_cpu_ms", ".0f", False),
+    ("  full collections", "gc_full", ".0f", False),
+    ("  CPU of the full collections (ms)", "gc_full_cpu_ms", ".0f", False),
     ("baseline RSS (MB)", "baseline_mb", ".1f", False),
 ]
 
@@ -782,11 +829,14 @@ def print_header(args: argparse.Namespace) -> None:
 NOTES = """
 Notes
 -----
-* Each (kind, N) ran in a fresh Python process: imports first, then the baseline RSS, then N triggers
+* Each (kind, N) ran in a fresh Python process: imports first (each kind's own, and for every kind what
+  a running triggerer has loaded: airflow.jobs.triggerer_job_runner and the SDK's async connection
+  lookup), then the baseline RSS, then N triggers
   created and all run() generators started as asyncio tasks, at once unless --stagger is given (at once,
   every first poll lands together, as after a triggerer restart), each consumed to its end like the
   triggerer does. Peak RSS is VmHWM after resetting it at the baseline (/proc/self/clear_refs). CPU is
-  that process's user+system time from the start of the triggers to the last event; the emulator and
+  that process's user+system time from the start of the triggers to the last event, less the CPU of
+  its sampler thread (below); the emulator and
   the gate run in the benchmark's own process, so their CPU and memory are not counted.
 * Polls started are counted in the trigger process (a counting wrapper around AireiterHook.afind_task
   and HttpAsyncHook.run, at the start of each call); queries received are the emulator's own counter.
@@ -794,8 +844,9 @@ Notes
 * Steady window: whole poll intervals from half an interval after the last trigger started until the
   first completion; CPU in it (0.5 s samples, interpolated) over the server-counted queries in it.
 * A watchdog thread in the trigger process samples CPU and RSS every 0.5 s and enforces the time limit
-  even when the event loop is stuck in long steps; a process still waiting at its limit writes its
-  figures and exits without cancelling its triggers (that could itself take minutes).
+  even when the event loop is stuck in long steps (its own CPU, from time.thread_time, is left out); a
+  process still waiting at its limit writes its figures and exits without cancelling its triggers
+  (that could itself take minutes).
 * Delay = event arrival in the trigger process minus the moment the emulator marked the task completed
   (both wall clock, same machine). From polling alone the expected delay is uniform between 0 and one
   poll interval (median about half an interval).

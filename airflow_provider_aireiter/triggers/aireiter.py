@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,10 +120,9 @@ class AireiterTaskTrigger(BaseTrigger):
         hook = AireiterHook(self.aireiter_conn_id, retry_policy=policy)
         watcher = StatusWatcher(self.log, self.out_task_id, time.time())
         info = None
-        tick = tick_for(self.poll_interval)
         first_wait = min(self.first_poll_at, self.deadline) - time.time()
         if first_wait > 0:
-            await _sleep_on_tick(first_wait, tick)
+            await self._sleep_until_poll(first_wait, early=False)
         while True:
             try:
                 info = await hook.afind_task(self.out_task_id, stop_at=self.deadline)
@@ -151,12 +149,20 @@ class AireiterTaskTrigger(BaseTrigger):
             if remaining <= 0:
                 yield await self._settled(self._timeout_event(info))
                 return
-            # A little jitter keeps triggers deferred at the same moment from polling in lockstep.
-            pause = self.poll_interval * random.uniform(0.9, 1.1)
-            if pause < remaining:
-                await _sleep_on_tick(pause, tick)
-            else:  # the deadline comes first: no later than the fine grid allows
-                await _sleep_on_tick(remaining)
+            await self._sleep_until_poll(max(self.poll_interval, TICK_SECONDS))
+
+    async def _sleep_until_poll(self, due_in: float, *, early: bool = True) -> None:
+        """Sleep until the poll due in ``due_in`` seconds, moved to the poll interval's grid (see
+        :func:`poll_time`; not earlier than due unless ``early``), or until the deadline if that comes
+        first (to a tenth of a second)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        step = max(self.poll_interval, TICK_SECONDS)
+        when = poll_time(now + due_in, step) if early else grid_point(now + due_in, step)
+        until_deadline = self.deadline - time.time()
+        if when - now >= until_deadline:
+            when = grid_point(now + until_deadline, TICK_SECONDS)
+        await _sleep_until(when)
 
     async def on_kill(self) -> None:
         """Warn that the remote task keeps running, unless it has finished (then this was a wake-up).
@@ -188,32 +194,37 @@ class AireiterTaskTrigger(BaseTrigger):
         )
 
 
-#: poll wake-ups are rounded up to a grid of this step (seconds of the event loop's clock) ...
+#: the grid a wake-up for a deadline is rounded up to (seconds of the event loop's clock), and the
+#: shortest poll interval (a sensor's ``poke_interval`` may be 0)
 TICK_SECONDS = 0.1
-#: ... or of this coarser step for poll intervals of at least ten of them
-COARSE_TICK_SECONDS = 1.0
 
 
-def tick_for(poll_interval: float) -> float:
-    """The wake-up grid for a poll interval: a whole second from 10 s up, else a tenth of a second.
+def poll_time(due: float, poll_interval: float) -> float:
+    """When a poll due at loop time ``due`` is sent: on the grid of every multiple of ``poll_interval``.
 
-    The grid costs each poll up to one step of delay; at a tenth of the interval that is within the
-    ±10 % jitter the polls get anyway. Every coarse grid point is also a fine one, so triggers with
-    different intervals still share their wake-ups.
+    The grid is on the event loop's clock, so it is the same for every trigger of the triggerer: the
+    triggers with one interval poll together, in one turn of the loop, however their deferrals were
+    spread. A lone wake-up after an idle pause costs several times the CPU of a poll sent in a batch
+    (``benchmarks/triggerer_capacity.py``). A poll goes to the first grid point no earlier than half an
+    interval before it was due, so it comes at most half an interval early or late, and once on the
+    grid a trigger polls exactly every ``poll_interval`` (however long a poll takes, up to half an
+    interval). A trigger's first poll is never early (``first_poll_at``): it goes to the first grid
+    point at or after it. Intervals that divide each other share grid
+    points (every 30 s point is a 10 s one). The service never gets a whole batch at once: the loop's
+    transport sends at most 32 requests at a time and queues the rest.
     """
-    return COARSE_TICK_SECONDS if poll_interval >= 10 * COARSE_TICK_SECONDS else TICK_SECONDS
+    return grid_point(due - poll_interval / 2, poll_interval)
 
 
-async def _sleep_on_tick(seconds: float, tick: float = TICK_SECONDS) -> None:
-    """Sleep at least ``seconds``, waking on the next point of a grid shared by every trigger.
+def grid_point(at: float, step: float) -> float:
+    """The first multiple of ``step`` at or after ``at``."""
+    return math.ceil(at / step) * step
 
-    Triggers waking on the same grid point are woken by one turn of the event loop and their queries go
-    out together. A lone wake-up is the expensive kind: after an idle pause a poll costs several times
-    the CPU of one sent in a batch (cold caches; ``benchmarks/triggerer_capacity.py`` shows it at
-    N = 100), so the grid saves CPU at every size, at the cost of polling up to one step later.
-    """
+
+async def _sleep_until(when: float) -> None:
+    """Sleep until loop time ``when`` (at once if it has passed). Sleepers due at the same point are
+    woken by one turn of the event loop."""
     loop = asyncio.get_running_loop()
-    when = math.ceil((loop.time() + seconds) / tick) * tick
     woken: asyncio.Future[None] = loop.create_future()
     timer = loop.call_at(when, _wake, woken)
     try:

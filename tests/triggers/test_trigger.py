@@ -211,51 +211,49 @@ class _FrozenClockLoop(asyncio.SelectorEventLoop):
         return super().call_at(when, callback, *args, context=context)
 
 
-def test_polls_due_within_one_tick_wake_in_one_loop_turn() -> None:
-    """Wake-ups are rounded up to a shared grid, so a busy triggerer wakes once per tick, not once per poll.
+def test_polls_due_within_one_interval_wake_in_one_loop_turn() -> None:
+    """Polls due anywhere within one interval go to one grid point and are woken in one loop turn.
 
-    The clock is held still while the sleeps are scheduled, so where "now" falls in the tick is chosen
-    by the test, not by how busy the machine is.
+    The clock is held still while the sleeps are scheduled, so where "now" falls is chosen by the
+    test, not by how busy the machine is; then it jumps past the grid point.
     """
-    from airflow_provider_aireiter.triggers.aireiter import TICK_SECONDS, _sleep_on_tick
-
     loop = _FrozenClockLoop()
     order: list[str] = []
+    waiting = trigger(poll_interval=10.0, deadline=time.time() + 3600)
 
-    async def sleeper(fraction: float) -> None:
-        await _sleep_on_tick(TICK_SECONDS * fraction)
+    async def sleeper(due_in: float) -> None:
+        await waiting._sleep_until_poll(due_in)
         if not order:
             # Runs after every task step already queued for this turn, before anything woken later.
             loop.call_soon(order.append, "marker")
         order.append("woke")
 
     async def main() -> None:
-        now = 1000 * TICK_SECONDS + TICK_SECONDS * 0.13  # 13 % into a tick
-        loop.frozen = now
-        tasks = [asyncio.ensure_future(sleeper(i / 40)) for i in range(1, 25)]  # due 13.. 73 % into it
+        loop.frozen = 100.13  # 0.13 s after a point of the 10 s grid
+        tasks = [asyncio.ensure_future(sleeper(5.0 + i * 0.4)) for i in range(24)]  # due 105.13 to 114.33
         await asyncio.sleep(0)  # every sleeper schedules its timer at the frozen "now"
-        loop.frozen = None  # the real clock is far past that tick: all are due at once
+        loop.frozen = 200.0  # long past the grid point: all are due at once
         await asyncio.gather(*tasks)
 
     try:
         loop.run_until_complete(main())
     finally:
         loop.close()
-    grid = [when for when in loop.due if when > 1000 * TICK_SECONDS and when < 1002 * TICK_SECONDS]
-    assert len(grid) == 24 and len(set(grid)) == 1  # one grid point for all of them ...
-    assert grid[0] >= 1000 * TICK_SECONDS + TICK_SECONDS * 0.73  # ... none earlier than asked
+    assert loop.due == [110.0] * 24  # one grid point for all of them, none more than 5 s early
     assert order == ["woke"] * 24 + ["marker"]  # all 24 resumed in the same loop turn
 
 
-def _next_wake_up(scripted: ScriptedServer, now: float, **kwargs: Any) -> float:
-    """Where a trigger puts its wake-up after its first poll, on a loop whose clock stands at ``now``.
+def _wake_ups(scripted: ScriptedServer, now: float, **kwargs: Any) -> tuple[list[float], int]:
+    """Where a trigger puts its first wake-up, on a loop whose clock stands at ``now``, and the queries
+    it sent before that.
 
-    The first poll is real I/O, handled by the loop turns that ``sleep(0)`` gives (a timed sleep
-    would never end while the clock stands); the trigger is cancelled once it has gone to sleep.
+    A poll is real I/O, handled by the loop turns that ``sleep(0)`` gives (a timed sleep would never end
+    while the clock stands); the trigger is cancelled once it has gone to sleep.
     """
     from airflow_provider_aireiter.triggers.aireiter import _wake
 
     scripted.default = ok({"out_task_id": "t1", "status": "processing"})
+    before = len(scripted.received)
     loop = _FrozenClockLoop()
 
     async def main() -> None:
@@ -274,8 +272,13 @@ def _next_wake_up(scripted: ScriptedServer, now: float, **kwargs: Any) -> float:
         loop.frozen = None
         loop.run_until_complete(loop.shutdown_asyncgens())  # closes the loop's aiohttp session
         loop.close()
-    (when,) = [when for when, callback in loop.timers if callback is _wake]
-    assert len(scripted.received) == 1
+    return [when for when, callback in loop.timers if callback is _wake], len(scripted.received) - before
+
+
+def _next_wake_up(scripted: ScriptedServer, now: float, **kwargs: Any) -> float:
+    """Where a trigger that polls at once puts its wake-up after that first poll."""
+    (when,), queries = _wake_ups(scripted, now, **kwargs)
+    assert queries == 1
     return when
 
 
@@ -283,22 +286,46 @@ def _on_grid(when: float, step: float) -> bool:
     return abs(when / step - round(when / step)) < 1e-6
 
 
-@pytest.mark.parametrize(("poll_interval", "step"), [(10.0, 1.0), (30.0, 1.0), (2.0, 0.1)])
-def test_a_trigger_sleeps_until_a_point_of_its_intervals_grid(
-    scripted: ScriptedServer, poll_interval: float, step: float
-) -> None:
-    """Polls of 10 s or more wake on whole seconds (shared by every such trigger), shorter ones on tenths."""
-    now = 5000.37  # between grid points of both steps
+@pytest.mark.parametrize(("poll_interval", "step"), [(10.0, 10.0), (30.0, 30.0), (2.0, 2.0), (0.0, 0.1)])
+def test_a_trigger_polls_on_its_intervals_grid(scripted: ScriptedServer, poll_interval: float, step: float) -> None:
+    """After a poll, the next is on the grid of multiples of the interval, half an interval to 1.5 away.
+
+    A poll interval of 0 (a sensor's ``poke_interval`` may be 0) polls on the tenth-of-a-second grid.
+    """
+    now = 5000.37  # between the points of every grid here
     when = _next_wake_up(scripted, now, poll_interval=poll_interval, deadline=time.time() + 3600)
-    assert now + 0.9 * poll_interval <= when <= now + 1.1 * poll_interval + step  # the jittered interval ...
-    assert _on_grid(when, step)  # ... rounded up to the grid
+    assert now + step / 2 <= when <= now + 1.5 * step
+    assert _on_grid(when, step)
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "moments", "together_at"), [(10.0, (5000.37, 5004.9), 5010.0), (30.0, (5000.37, 5014.0), 5040.0)]
+)
+def test_triggers_that_polled_at_different_moments_poll_together_next(
+    scripted: ScriptedServer, poll_interval: float, moments: tuple[float, float], together_at: float
+) -> None:
+    """Two triggers whose polls were seconds apart: their next polls share one grid point (one wake-up)."""
+    deadline = time.time() + 3600
+    seen = [_next_wake_up(scripted, now, poll_interval=poll_interval, deadline=deadline) for now in moments]
+    assert seen == [together_at, together_at]
+
+
+def test_the_first_poll_of_a_trigger_is_on_the_grid_too(scripted: ScriptedServer) -> None:
+    """A trigger told to poll in 10 s (the deferring task has just asked) sleeps to the 10 s grid, not earlier."""
+    now = 5003.0
+    wake_ups, queries = _wake_ups(
+        scripted, now, poll_interval=10.0, first_poll_at=time.time() + 10.0, deadline=time.time() + 3600
+    )
+    assert queries == 0  # nothing sent before the first poll is due
+    (when,) = wake_ups
+    assert 5013.0 <= when <= 5023.0 and _on_grid(when, 10.0)  # due at about 5013: the next grid point
 
 
 def test_the_wake_up_before_the_deadline_keeps_the_fine_grid(scripted: ScriptedServer) -> None:
-    """A 30 s poll with 5 s left: it wakes at the deadline (to a tenth), not at the next whole second."""
+    """A 30 s poll with 5 s left: it wakes at the deadline (to a tenth), not at the interval's grid point."""
     now = 5000.37
     when = _next_wake_up(scripted, now, poll_interval=30.0, deadline=time.time() + 5.0)
-    assert now + 4.0 <= when <= now + 5.1  # the deadline, not 27 to 33 s away
+    assert now + 4.0 <= when <= now + 5.1  # the deadline, not 15 to 45 s away
     assert _on_grid(when, 0.1) and not _on_grid(when, 1.0)
 
 
