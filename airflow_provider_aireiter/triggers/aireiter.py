@@ -209,9 +209,9 @@ def poll_time(due: float, poll_interval: float) -> float:
     interval before it was due, so it comes at most half an interval early or late, and once on the
     grid a trigger polls exactly every ``poll_interval`` (however long a poll takes, up to half an
     interval). A trigger's first poll is never early (``first_poll_at``): it goes to the first grid
-    point at or after it. Intervals that divide each other share grid
-    points (every 30 s point is a 10 s one). The service never gets a whole batch at once: the loop's
-    transport sends at most 32 requests at a time and queues the rest.
+    point at or after it. Intervals that divide each other share grid points (every 30 s point is a
+    10 s one). The service never gets a whole batch at once: the loop's transport sends at most 32
+    requests at a time and queues the rest.
     """
     return grid_point(due - poll_interval / 2, poll_interval)
 
