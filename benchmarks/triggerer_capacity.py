@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import gc
 import hmac
+import importlib
 import json
 import math
 import os
@@ -85,6 +86,13 @@ TARGET_N = 1000
 TARGET_POLL = 10.0
 #: CPU per poll at most this share of the peer's
 TARGET_PEER_RATIO = 0.4
+#: modules a running triggerer has imported before a new trigger starts (see child_main)
+TRIGGERER_LOADED = (
+    "airflow.jobs.triggerer_job_runner",
+    "airflow.sdk.definitions.connection",
+    "airflow.sdk.execution_time.cache",
+    "asgiref.sync",
+)
 
 
 # ======================================================================== trigger process
@@ -321,10 +329,8 @@ def child_main(args: argparse.Namespace) -> int:
     # supervisor and comms) and the SDK's async connection lookup, loaded by the first trigger that
     # read a connection. Without them every kind would pay Airflow's one-off imports inside its first
     # polls (about 25 ms), a cost of the process, not of a wait.
-    import airflow.jobs.triggerer_job_runner
-    import airflow.sdk.definitions.connection
-    import airflow.sdk.execution_time.cache  # noqa: F401
-    import asgiref.sync  # noqa: F401
+    for module in TRIGGERER_LOADED:
+        importlib.import_module(module)
 
     make = _trigger_factory(args.child, args.poll_interval, deadline, polls)
 
