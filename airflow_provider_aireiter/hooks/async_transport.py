@@ -85,24 +85,14 @@ class LoopTransport:
         self._session: aiohttp.ClientSession | None = None
         self._settings: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self._proxies: dict[str, str | None] = {}
-        self._ssl: ssl.SSLContext | None = None
         self.closer: AsyncIterator[None] | None = None
         self.closer_started: asyncio.Future[None] | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_in_flight)
+            connector = aiohttp.TCPConnector(limit=self.max_in_flight, ssl=default_ssl_context())
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
-
-    def ssl_for(self, url: str) -> ssl.SSLContext | bool:
-        """The certificate checks for ``url``: :func:`default_ssl_context`, made on the first ``https`` URL
-        (loading the CA bundle costs about 20 ms of CPU, wasted on a plain-HTTP service)."""
-        if url[:6].lower() != "https:":
-            return True  # aiohttp's default; no TLS is spoken
-        if self._ssl is None:
-            self._ssl = default_ssl_context()
-        return self._ssl
 
     def proxy(self, url: str) -> str | None:
         """The environment's proxy for ``url``'s origin, read once per origin."""
@@ -119,9 +109,7 @@ class LoopTransport:
             limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
             try:
                 proxy = self.proxy(url)
-                request = self.session().post(
-                    url, data=body, headers=dict(headers), timeout=limits, proxy=proxy, ssl=self.ssl_for(url)
-                )
+                request = self.session().post(url, data=body, headers=dict(headers), timeout=limits, proxy=proxy)
                 async with request as response:
                     data = await _read_limited(response, MAX_ANSWER_BYTES)
                     return Answer(response.status, response.headers, data)

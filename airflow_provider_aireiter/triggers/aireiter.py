@@ -29,10 +29,14 @@ class AireiterTaskTrigger(BaseTrigger):
     :param out_task_id: the task to wait for.
     :param deadline: epoch seconds at which to give up with a ``timeout`` event.
     :param aireiter_conn_id: the ``aireiter`` connection.
-    :param poll_interval: seconds between queries.
+    :param poll_interval: seconds between queries (at least 0.1). Polls are aligned to the multiples
+        of ``poll_interval`` on the event loop's clock, shared by every trigger of the triggerer (see
+        :func:`poll_time`): each comes at most half an interval early or late, and once aligned exactly
+        every ``poll_interval``.
     :param max_consecutive_errors: transient query failures in a row before an ``error`` event.
     :param first_poll_at: epoch seconds before which not to query (the deferring task has just asked);
-        0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once.
+        0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once. The
+        first query goes to the first grid point at or after it, so up to one interval later.
     :param resume_not_before: epoch seconds before which no event is yielded, so the task is not
         resumed before its deferral has settled (see :mod:`airflow_provider_aireiter.resume_gate`);
         the callback receiver reads it too.
@@ -158,8 +162,11 @@ class AireiterTaskTrigger(BaseTrigger):
         loop = asyncio.get_running_loop()
         now = loop.time()
         step = max(self.poll_interval, TICK_SECONDS)
-        when = poll_time(now + due_in, step) if early else grid_point(now + due_in, step)
         until_deadline = self.deadline - time.time()
+        if math.isfinite(step) and math.isfinite(due_in):
+            when = poll_time(now + due_in, step) if early else grid_point(now + due_in, step)
+        else:  # an infinite interval polls only at the deadline
+            when = math.inf
         if when - now >= until_deadline:
             when = grid_point(now + until_deadline, TICK_SECONDS)
         await _sleep_until(when)

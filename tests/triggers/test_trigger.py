@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from typing import Any
 
@@ -325,8 +326,16 @@ def test_the_wake_up_before_the_deadline_keeps_the_fine_grid(scripted: ScriptedS
     """A 30 s poll with 5 s left: it wakes at the deadline (to a tenth), not at the interval's grid point."""
     now = 5000.37
     when = _next_wake_up(scripted, now, poll_interval=30.0, deadline=time.time() + 5.0)
-    assert now + 4.0 <= when <= now + 5.1  # the deadline, not 15 to 45 s away
-    assert _on_grid(when, 0.1) and not _on_grid(when, 1.0)
+    # The deadline (less however long the set-up and the first poll took), not 15 to 45 s away.
+    assert now + 1.0 <= when <= now + 5.1
+    assert _on_grid(when, 0.1) and not _on_grid(when, 30.0)
+
+
+def test_an_infinite_poll_interval_polls_only_at_the_deadline(scripted: ScriptedServer) -> None:
+    """``poll_interval=inf``: after the first poll the trigger sleeps until its deadline."""
+    now = 5000.37
+    when = _next_wake_up(scripted, now, poll_interval=math.inf, deadline=time.time() + 5.0)
+    assert now + 1.0 <= when <= now + 5.1 and _on_grid(when, 0.1)
 
 
 def test_an_outage_running_into_the_deadline_is_a_timeout(scripted: ScriptedServer) -> None:
