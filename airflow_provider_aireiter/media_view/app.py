@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
-from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.api_fastapi.core_api.security import requires_access_dag, requires_access_view
 from airflow.models.dagrun import DagRun
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from airflow_provider_aireiter.media_view import thumbnails
+from airflow_provider_aireiter.media_view.docs_page import docs_page
 from airflow_provider_aireiter.media_view.pages import gallery_page, task_instance_page
 from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile, media_entries, servable_path
 from airflow_provider_aireiter.media_view.streaming import file_response, open_stored
@@ -103,6 +104,10 @@ def create_media_app() -> FastAPI:
         title = f"Media gallery of {dag_id} (newest {RUNS_PER_DAG_PAGE} runs first)"
         html = gallery_page(title, runs, file_url_for(request), servable, GALLERY_THUMB_WIDTH)
         return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+    @app.get("/docs", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.DOCS))])
+    def provider_docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(), headers=_PAGE_HEADERS)
 
     @app.get("/file", dependencies=readable)
     def output_file(

@@ -26,10 +26,11 @@ dt { opacity: .7; } dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str, extra_style: str = "") -> str:
+    """A whole HTML document: the view's style, ``title`` escaped, ``body`` as given (already HTML)."""
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<title>{escape(title)}</title><style>{_STYLE}{extra_style}</style></head>"
         f"<body>{body}</body></html>"
     )
 
@@ -113,7 +114,7 @@ def task_instance_page(
         )
     else:
         body = f"<h1>{escape(title)}</h1>" + "".join(_entry_html(e, file_url, servable, None) for e in entries)
-    return _page(title, body)
+    return page(title, body)
 
 
 def gallery_page(
@@ -140,4 +141,4 @@ def gallery_page(
         parts.append("<div class='empty' id='empty'><p><strong>No runs to show.</strong></p></div>")
     elif shown == 0:
         parts.insert(1, "<div class='empty' id='empty'><p><strong>No AIReiter output.</strong></p></div>")
-    return _page(title, "".join(parts))
+    return page(title, "".join(parts))

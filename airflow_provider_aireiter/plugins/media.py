@@ -3,7 +3,8 @@
 Two parts: a FastAPI app mounted on the API server at ``/aireiter-media`` (built on its first request,
 so processes that import plugins but serve no HTTP never import FastAPI or the view), and
 ``external_views`` that Airflow's UI shows as tabs of a task instance, a DAG run and a DAG, each an
-iframe of one of the app's pages. The UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and
+iframe of one of the app's pages, plus a nav entry for the provider's README (``/aireiter-media/docs``).
+The UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and
 ``{MAP_INDEX}``; hrefs are relative (no leading slash) so they resolve against the UI's base URL.
 """
 
@@ -57,5 +58,12 @@ class AireiterMediaPlugin(AirflowPlugin):
             "href": f"{_PREFIX}/dag?dag_id={{DAG_ID}}",
             "destination": "dag",
             "url_route": "aireiter-dag-gallery",
+        },
+        {
+            # The provider's README, rendered from the installed package (see media_view/docs_page.py).
+            "name": "AIReiter docs",
+            "href": f"{_PREFIX}/docs",
+            "destination": "nav",
+            "url_route": "aireiter-docs",
         },
     ]

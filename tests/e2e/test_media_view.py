@@ -90,8 +90,9 @@ def test_plugin_declares_its_views(deployment: AirflowDeployment) -> None:
     plugins = deployment.api("GET", "/api/v2/plugins")["plugins"]
     media = next(p for p in plugins if p["name"] == "aireiter_media")
     destinations = {v["destination"]: v["href"] for v in media["external_views"]}
-    assert set(destinations) == {"task_instance", "dag_run", "dag"}
+    assert set(destinations) == {"task_instance", "dag_run", "dag", "nav"}
     assert destinations["task_instance"].startswith("aireiter-media/ti?")
+    assert destinations["nav"] == "aireiter-media/docs"
     assert {a["url_prefix"] for a in media["fastapi_apps"]} == {MOUNT}
 
 
@@ -202,6 +203,24 @@ def test_no_session_is_401_and_a_user_without_read_access_is_403(
     admin = deployment.login_token("admin", deployment.password("admin"))
     assert anonymous.get(url, params=params, cookies={"_token": admin}, timeout=30).status_code == 200
     assert anonymous.get(url, params=params, cookies={"_token": outsider}, timeout=30).status_code == 403
+
+
+def test_docs_page_is_the_installed_readme_for_anyone_signed_in(
+    deployment: AirflowDeployment, anonymous: requests.Session
+) -> None:
+    url = f"{deployment.api_url}{MOUNT}/docs"
+    assert anonymous.get(url, timeout=30).status_code == 401
+    # Reading the docs needs no DAG access: the user who may read no DAG gets the page.
+    outsider = deployment.login_token("outsider", deployment.password("outsider"))
+    resp = anonymous.get(url, cookies={"_token": outsider}, timeout=30)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    html = resp.text
+    assert '<h1 id="airflow-provider-aireiter">airflow-provider-aireiter</h1>' in html
+    assert '<h2 id="callbacks">Callbacks</h2>' in html
+    # Every in-page link of the README lands on a heading of the page.
+    ids = set(re.findall(r'id="([^"]+)"', html))
+    anchors = set(re.findall(r'href="#([^"]+)"', html))
+    assert anchors and anchors <= ids, sorted(anchors - ids)
 
 
 def test_only_recorded_outputs_of_that_task_instance_are_served(deployment: AirflowDeployment, run_id: str) -> None:
@@ -369,6 +388,21 @@ def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeploy
     screenshot(browser, "run-gallery")
     _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/plain/plugin/aireiter-media")
     assert "No AIReiter output for this task instance" in browser.page_source
+
+
+def test_browser_docs_from_the_nav(browser: Any, deployment: AirflowDeployment) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.e2e.browser import screenshot, wait_for
+
+    _login(browser, deployment, "admin", deployment.password("admin"))
+    _open_plugin_tab(browser, f"{deployment.api_url}/plugin/aireiter-docs")
+    assert browser.find_element(By.CSS_SELECTOR, "h1").text == "airflow-provider-aireiter"
+    # A README anchor link scrolls within the iframe to its heading.
+    browser.find_element(By.CSS_SELECTOR, "a[href='#callbacks']").click()
+    wait_for("the callbacks heading", lambda: browser.execute_script("return location.hash === '#callbacks'"))
+    browser.switch_to.default_content()
+    screenshot(browser, "provider-docs")
 
 
 def test_browser_row_test_button(browser: Any, deployment: AirflowDeployment, emulator: Emulator) -> None:
