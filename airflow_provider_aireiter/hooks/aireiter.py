@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import BaseHook
 
@@ -81,6 +81,7 @@ class AireiterHook(BaseHook):
         self._timeout = timeout
         self._settings: ConnectionSettings | None = None
         self._session: requests.Session | None = None
+        self._async_headers: tuple[ConnectionSettings, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(aireiter_conn_id={self.aireiter_conn_id!r})"
@@ -413,46 +414,70 @@ class AireiterHook(BaseHook):
 
         :param stop_at: epoch seconds after which no retry is started (a trigger's deadline).
         """
-        body = _query_body(out_task_id, task_id)
+        return cast("TaskInfo", await self._aquery(out_task_id, task_id, stop_at=stop_at, missing_ok=False))
+
+    async def afind_task(self, out_task_id: str, *, stop_at: float | None = None) -> TaskInfo | None:
+        """Async :meth:`find_task`."""
+        return await self._aquery(out_task_id, None, stop_at=stop_at, missing_ok=True)
+
+    async def _aquery(
+        self, out_task_id: str | None, task_id: str | None, *, stop_at: float | None, missing_ok: bool
+    ) -> TaskInfo | None:
+        # A trigger's poll: kept to one coroutine per layer, it runs thousands of times a minute.
+        data = _COMPACT_JSON.encode(_query_body(out_task_id, task_id)).encode()
         what = f"the query of {out_task_id or task_id!r}"
         settings = await self.aget_settings()
         policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
 
-        async def once() -> TaskInfo:
-            payload = await self._apost_once(settings, "/query", body, what=what, out_task_id=out_task_id)
-            return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+        async def once() -> TaskInfo | None:
+            payload = await self._apost_once(settings, "/query", data, what=what, out_task_id=out_task_id)
+            try:
+                return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+            except AireiterTaskNotFoundError:
+                if missing_ok:
+                    return None
+                raise
 
         return await policy.acall(once, what=what, log=self.log, stop_at=stop_at)
-
-    async def afind_task(self, out_task_id: str, *, stop_at: float | None = None) -> TaskInfo | None:
-        """Async :meth:`find_task`."""
-        try:
-            return await self.aquery(out_task_id=out_task_id, stop_at=stop_at)
-        except AireiterTaskNotFoundError:
-            return None
 
     async def _apost_once(
         self,
         settings: ConnectionSettings,
         path: str,
-        body: dict[str, Any],
+        data: bytes,
         *,
         what: str,
         out_task_id: str | None,
     ) -> dict[str, Any]:
-        from airflow_provider_aireiter.hooks.async_transport import TransportError, loop_transport
-
+        transport = _async_transport()
         timeout = self._timeout if self._timeout is not None else settings.timeout
-        headers = {**self._headers(settings), "Content-Type": "application/json"}
-        data = json.dumps(body, separators=(",", ":")).encode()
+        if self._async_headers is None or self._async_headers[0] is not settings:
+            self._async_headers = (settings, {**self._headers(settings), "Content-Type": "application/json"})
         try:
-            answer = await loop_transport().post(settings.api_url + path, data, headers, timeout)
-        except TransportError as exc:
+            answer = await transport.loop_transport().post(
+                settings.api_url + path, data, self._async_headers[1], timeout
+            )
+        except transport.TransportError as exc:
             raise network_error(what, exc.failure, out_task_id=out_task_id) from None
         return self._read(answer.status, answer.headers, answer.body, what=what, out_task_id=out_task_id)
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _async_transport() -> Any:
+    """:mod:`.async_transport`, imported on the first async request (a DAG parse never imports aiohttp)."""
+    global _ASYNC_TRANSPORT
+    if _ASYNC_TRANSPORT is None:
+        from airflow_provider_aireiter.hooks import async_transport
+
+        _ASYNC_TRANSPORT = async_transport
+    return _ASYNC_TRANSPORT
+
+
+_ASYNC_TRANSPORT: Any = None
+#: ``json.dumps`` with ``separators`` builds a new encoder on every call
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:

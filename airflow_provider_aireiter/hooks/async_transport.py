@@ -19,6 +19,7 @@ pays for it. Transport failures become provider errors in :mod:`.transport_error
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import ssl
 import urllib.request
@@ -65,8 +66,16 @@ def proxy_for(url: str) -> str | None:
 
 
 def default_ssl_context() -> ssl.SSLContext:
-    """Certificate checks as on the worker: ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi."""
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    """Certificate checks as on the worker: ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi.
+
+    One context per bundle path and process (building one reads the whole bundle: about 20 ms of CPU),
+    shared by the sessions of every event loop, as aiohttp shares its own default context.
+    """
+    return _ssl_context(os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(bundle: str | None) -> ssl.SSLContext:
     if bundle and os.path.isdir(bundle):
         return ssl.create_default_context(capath=bundle)
     if not bundle:
@@ -105,11 +114,10 @@ class LoopTransport:
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
         """POST ``body``; the answer, or :class:`TransportError`."""
         async with self.slots:
-            # sock_connect: a timeout while connecting is told apart (nothing was sent then).
-            limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+            limits = _timeouts(timeout)
             try:
                 proxy = self.proxy(url)
-                request = self.session().post(url, data=body, headers=dict(headers), timeout=limits, proxy=proxy)
+                request = self.session().post(url, data=body, headers=headers, timeout=limits, proxy=proxy)
                 async with request as response:
                     data = await _read_limited(response, MAX_ANSWER_BYTES)
                     return Answer(response.status, response.headers, data)
@@ -141,6 +149,12 @@ class LoopTransport:
             await self._session.close()
 
 
+@functools.lru_cache(maxsize=16)
+def _timeouts(seconds: float) -> aiohttp.ClientTimeout:
+    """A request's limits; ``sock_connect`` tells a timeout while connecting apart (nothing was sent then)."""
+    return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)
+
+
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > limit:
@@ -160,9 +174,18 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
 _TRANSPORTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopTransport] = weakref.WeakKeyDictionary()
 
 
+#: the last loop asked for and its transport: a triggerer has one loop, and a weak-dictionary lookup on
+#: every request (a new weakref each time) was a measurable part of a poll's CPU
+_last: tuple[weakref.ReferenceType[asyncio.AbstractEventLoop], LoopTransport] | None = None
+
+
 def loop_transport() -> LoopTransport:
     """The running event loop's transport (created on first use, closed when the loop shuts down)."""
+    global _last
     loop = asyncio.get_running_loop()
+    last = _last
+    if last is not None and last[0]() is loop:
+        return last[1]
     transport = _TRANSPORTS.get(loop)
     if transport is None:
         transport = _TRANSPORTS[loop] = LoopTransport()
@@ -170,6 +193,7 @@ def loop_transport() -> LoopTransport:
         # the session while the loop still runs, so no "Unclosed client session" is left behind.
         transport.closer = _close_at_shutdown(transport)
         transport.closer_started = asyncio.ensure_future(transport.closer.__anext__())
+    _last = (weakref.ref(loop), transport)
     return transport
 
 

@@ -320,6 +320,26 @@ def test_default_tls_context_checks_hostnames(monkeypatch: pytest.MonkeyPatch) -
     assert context.cert_store_stats()["x509_ca"] > 10  # certifi's bundle was loaded
 
 
+def test_tls_context_is_built_once_per_bundle_and_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import certifi
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    certifi_context = default_ssl_context()
+    assert default_ssl_context() is certifi_context  # the bundle is read once per process
+    one_ca = tmp_path / "one-ca.pem"
+    one_ca.write_text(
+        Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    )
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(one_ca))
+    curl_context = default_ssl_context()
+    assert curl_context is not certifi_context and curl_context.cert_store_stats()["x509_ca"] == 1
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(one_ca))  # the same file: the same context
+    assert default_ssl_context() is curl_context
+
+
 # ------------------------------------------------------------------ through the hook
 
 
