@@ -81,7 +81,6 @@ class AireiterHook(BaseHook):
         self._timeout = timeout
         self._settings: ConnectionSettings | None = None
         self._session: requests.Session | None = None
-        self._async_headers: tuple[ConnectionSettings, dict[str, str]] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(aireiter_conn_id={self.aireiter_conn_id!r})"
@@ -451,12 +450,9 @@ class AireiterHook(BaseHook):
     ) -> dict[str, Any]:
         transport = _async_transport()
         timeout = self._timeout if self._timeout is not None else settings.timeout
-        if self._async_headers is None or self._async_headers[0] is not settings:
-            self._async_headers = (settings, {**self._headers(settings), "Content-Type": "application/json"})
+        headers = {**self._headers(settings), "Content-Type": "application/json"}
         try:
-            answer = await transport.loop_transport().post(
-                settings.api_url + path, data, self._async_headers[1], timeout
-            )
+            answer = await transport.loop_transport().post(settings.api_url + path, data, headers, timeout)
         except transport.TransportError as exc:
             raise network_error(what, exc.failure, out_task_id=out_task_id) from None
         return self._read(answer.status, answer.headers, answer.body, what=what, out_task_id=out_task_id)

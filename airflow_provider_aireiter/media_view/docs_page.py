@@ -17,9 +17,9 @@ from importlib.metadata import PackageNotFoundError, metadata
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from airflow_provider_aireiter.get_provider_info import PACKAGE_NAME as DISTRIBUTION
 from airflow_provider_aireiter.media_view.pages import page
 
-DISTRIBUTION = "airflow-provider-aireiter"
 _ABSOLUTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|#)", re.IGNORECASE)
 _STYLE = """
 body { max-width: 980px; line-height: 1.5; }

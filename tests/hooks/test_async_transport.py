@@ -340,6 +340,25 @@ def test_tls_context_is_built_once_per_bundle_and_follows_the_environment(
     assert default_ssl_context() is curl_context
 
 
+def test_each_event_loop_gets_its_own_transport_even_after_the_last_one_closed() -> None:
+    from airflow_provider_aireiter.hooks.async_transport import loop_transport
+
+    async def twice() -> tuple[object, object]:
+        return loop_transport(), loop_transport()
+
+    seen = []
+    for _ in range(3):  # a new loop each time, the one before closed and dropped
+        loop = asyncio.new_event_loop()
+        try:
+            first, again = loop.run_until_complete(twice())
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        assert first is again  # one transport per loop
+        seen.append(first)
+    assert len({id(t) for t in seen}) == 3, "a later loop was handed an earlier loop's transport"
+
+
 # ------------------------------------------------------------------ through the hook
 
 
