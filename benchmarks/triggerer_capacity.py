@@ -17,18 +17,25 @@ the benchmark reports:
 Kinds compared:
 
 * ``AireiterTaskTrigger`` against the emulator's ``POST /api/openapi/query``;
-* a bare poll loop on one shared aiohttp ``ClientSession`` (what the library itself costs: plain
-  jittered sleeps, no aligned wake-ups, no Airflow trigger, retries, envelope parsing or logging);
+* a bare poll loop on one shared aiohttp ``ClientSession`` (what the library itself costs: wake-ups
+  aligned on the poll interval like the provider's, so the loops of one interval wake together, but
+  no Airflow trigger, retries, envelope parsing or logging);
 * the http provider's ``HttpSensorTrigger`` (the peer). It fires as soon as a request does not
   end in an error, and keeps polling only on HTTP 404, so against the real query endpoint (HTTP
   200 for a running task) it would fire on its first poll (the benchmark checks this once). It is
   therefore pointed at a small gate served next to the emulator: the same path, body and Bearer
   key, answered by the emulator's own query code, but with HTTP 404 until the task has finished.
 
-Run: ``.venv/bin/python benchmarks/triggerer_capacity.py [--sizes 100,1000,5000]
+Each (kind, N) runs ``--rounds`` times (default 3), the rounds interleaved with the kinds' order
+rotated, so the runs compared in one round share the machine's load of those minutes. A figure is
+the median over the rounds; a ratio is the median of the per-round ratios, and the CPU-per-poll rows
+list every round's ratio. At N = 100 a whole wait costs about 0.15 s of CPU and one burst of polls
+varies by up to a factor of two from run to run, so a single run cannot tell 0.38x from 0.43x.
+
+Run: ``.venv/bin/python benchmarks/triggerer_capacity.py [--sizes 100,1000,5000] [--rounds 3]
 [--poll-interval 10] [--finish-after 25] [--spread SECONDS] [--stagger SECONDS] [--keep DIR]``
-(needs the ``bench`` extra: ``apache-airflow-providers-http``). The defaults take about eight minutes
-on two cores. Loopback only; every wait is bounded.
+(needs the ``bench`` extra: ``apache-airflow-providers-http``). The defaults take about 21 minutes
+on two cores (``--rounds 1``: about eight). Loopback only; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -180,7 +187,7 @@ def _floor_factory(poll: float, deadline: float, polls: list[int]) -> Callable[[
                 shared["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32))
             session = shared["session"]
             body = json.dumps({"out_task_id": self.out_id}).encode()
-            await asyncio.sleep(poll * random.uniform(0.9, 1.1))
+            loop = asyncio.get_running_loop()
             while time.time() < deadline:
                 polls[0] += 1
                 async with slots, session.post(url, data=body, headers=headers) as response:
@@ -189,7 +196,9 @@ def _floor_factory(poll: float, deadline: float, polls: list[int]) -> Callable[[
                 if status in ("completed", "failed"):
                     yield _FloorEvent({"status": "success" if status == "completed" else "failed"})
                     return
-                await asyncio.sleep(poll * random.uniform(0.9, 1.1))
+                # Aligned like the provider's polls: the next multiple of the interval on the loop's
+                # clock at least half an interval away, so every loop of one interval wakes together.
+                await asyncio.sleep(math.ceil((loop.time() + poll / 2) / poll) * poll - loop.time())
             yield _FloorEvent({"status": "timeout"})
 
     return FloorPoll
@@ -469,6 +478,28 @@ class Run:
     problems: list[str] = field(default_factory=list)
     log_tail: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the rounds this row is the median of (empty for a single run)
+    rounds: list[Run] = field(default_factory=list)
+
+
+def combine(runs: list[Run]) -> Run:
+    """One row for the rounds of one (kind, N): each metric's median over the rounds that measured it."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = Run(runs[0].kind, runs[0].n, rounds=list(runs))
+    for key in {key for run in runs for key in run.metrics}:
+        merged.metrics[key] = statistics.median(run.metrics[key] for run in runs if key in run.metrics)
+    merged.problems = [f"round {i}: {problem}" for i, run in enumerate(runs, 1) for problem in run.problems]
+    merged.seconds = sum(run.seconds for run in runs)
+    return merged
+
+
+def paired_ratio(ours: Run, other: Run, key: str) -> tuple[float | None, list[float]]:
+    """``key``'s ratio ours / other: the median of the per-round ratios (each round's two runs ran
+    minutes apart, on the same machine load), with those ratios; a single run's plain ratio."""
+    pairs = list(zip(ours.rounds, other.rounds, strict=False)) if ours.rounds and other.rounds else [(ours, other)]
+    ratios = [a.metrics[key] / b.metrics[key] for a, b in pairs if key in a.metrics and b.metrics.get(key)]
+    return (statistics.median(ratios) if ratios else None), ratios
 
 
 def _tail(log: Path, lines: int = 3) -> list[str]:
@@ -546,14 +577,21 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def run_one(
-    kind: str, n: int, emulator: Any, gate: Gate, args: argparse.Namespace, workdir: Path, children: list[Any]
+    kind: str,
+    n: int,
+    emulator: Any,
+    gate: Gate,
+    args: argparse.Namespace,
+    workdir: Path,
+    children: list[Any],
+    round_no: int = 1,
 ) -> Run:
     run = Run(kind, n)
     began = time.monotonic()
     emulator.reset()
     ids = [f"cap-{kind.replace('_', '-')}-{n}-{i:05d}" for i in range(n)]
     _submit(emulator, ids)
-    tag = f"{kind}-{n}"
+    tag = f"{kind}-{n}-r{round_no}"
     ids_file, result_file, log_file = (workdir / f"{tag}.{ext}" for ext in ("ids.json", "result.json", "log"))
     ids_file.write_text(json.dumps(ids))
     result_file.unlink(missing_ok=True)
@@ -749,15 +787,21 @@ def print_table(n: int, ours: Run, peer: Run | None, against: str = PEER) -> Non
             continue
         a = ours.metrics.get(key)
         b = peer.metrics.get(key) if peer is not None else None
-        shown = ""
-        if ratio and a is not None and b:
-            shown = f"{a / b:.2f}"
-        print(f"{title:<44}{_fmt(a, spec):>12}{_fmt(b, spec):>20}{shown:>9}")
+        shown = extra = ""
+        if ratio and peer is not None:
+            median, each = paired_ratio(ours, peer, key)
+            if median is not None:
+                shown = f"{median:.2f}"
+                if len(each) > 1 and key.startswith("cpu_ms_per_poll"):
+                    extra = "  (rounds: " + ", ".join(f"{r:.2f}" for r in each) + ")"
+        print(f"{title:<44}{_fmt(a, spec):>12}{_fmt(b, spec):>20}{shown:>9}{extra}")
     for run in (ours, peer):
         if run is not None:
             for problem in run.problems:
                 print(f"  ! {LABELS[run.kind]}: {problem}")
-    print(f"  (ratio = AIReiter / {peer_name}; lower is better for AIReiter)")
+    count = len(ours.rounds) or 1
+    how = f"figures are medians of {count} rounds, ratios the median of the per-round ratios; " if count > 1 else ""
+    print(f"  ({how}ratio = AIReiter / {peer_name}; lower is better for AIReiter)")
 
 
 def print_targets(results: dict[tuple[str, int], Run], args: argparse.Namespace) -> None:
@@ -800,8 +844,11 @@ def print_targets(results: dict[tuple[str, int], Run], args: argparse.Namespace)
             elif x is None or y is None:
                 pairs.append(f"N={n:,} n/a")
             else:
-                pairs.append(f"N={n:,} {x:.3f} vs {y:.3f} ms")
-                if x > TARGET_PEER_RATIO * y:
+                assert a is not None and b is not None
+                median, rounds = paired_ratio(a, b, key)
+                each = f"; rounds {', '.join(f'{r:.2f}' for r in rounds)}" if len(rounds) > 1 else ""
+                pairs.append(f"N={n:,} {x:.3f} vs {y:.3f} ms ({median:.2f}x{each})")
+                if median is None or median > TARGET_PEER_RATIO:
                     worse.append(n)
         measured = [p for p in pairs if not p.endswith("n/a")]
         verdict = "n/a" if not measured else ("FAIL" if worse else "PASS")
@@ -869,8 +916,10 @@ Notes
   The peer makes one aiohttp ClientSession (a new TCP connection) per poll and logs a warning for each
   404; AireiterTaskTrigger's polls share one pool of keep-alive connections per event loop (the
   provider's aiohttp session, at most 32 requests at once). The aiohttp loop polls the real query
-  endpoint on one shared session, with no retries, no parsing beyond JSON and no logging.
-* Machine is shared and noisy; single run per configuration; treat differences under ~20 % as noise.
+  endpoint on one shared session (at most 32 at once), its wake-ups aligned on the poll interval
+  like the provider's, with no retries, no parsing beyond JSON and no logging.
+* Machine is shared and noisy: each configuration ran --rounds times, interleaved; figures are
+  medians, ratios the median of the per-round ratios (every round's CPU-per-poll ratio is listed).
 """.rstrip()
 
 
@@ -906,6 +955,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="start the triggers evenly over this many seconds instead of all at once (default 0)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of each (kind, N), interleaved; figures are medians, ratios the median per-round ratio (default 3)",
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep the trigger processes' logs and results in DIR")
     parser.add_argument("--skip-direct-check", action="store_true", help="skip the peer-on-the-real-endpoint check")
     parser.add_argument("--child", choices=(AIREITER, PEER, FLOOR), help=argparse.SUPPRESS)
@@ -919,6 +974,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.spread = args.poll_interval
     if args.poll_interval <= 0 or args.finish_after < 0 or args.spread < 0 or not args.sizes:
         parser.error("poll interval must be > 0, times >= 0, and at least one size given")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if any(n < 1 for n in args.sizes):
         parser.error("sizes must be positive")
     return args
@@ -938,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     longest = args.finish_after + args.spread + 3 * args.poll_interval + args.grace
     log_limit = max(100_000, 2 * max(args.sizes) * (math.ceil(longest / args.poll_interval) + 2))
-    results: dict[tuple[str, int], Run] = {}
+    runs: dict[tuple[str, int], list[Run]] = {}
     children: list[Any] = []
     direct = ""
     try:
@@ -948,14 +1005,25 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_direct_check:
                 direct = direct_check(emulator, gate, args, workdir, children)
                 print(f"\n{direct}")
-            plan = [(kind, n) for n in args.sizes for kind in (AIREITER, PEER, FLOOR)]
-            for index, (kind, n) in enumerate(plan, 1):
+            # Rounds interleaved, the kinds' order rotated each round: no kind always runs first, and
+            # each round's runs share the machine's load of those minutes (the ratios are per round).
+            kinds = (AIREITER, PEER, FLOOR)
+            plan = [
+                (kind, n, r)
+                for n in args.sizes
+                for r in range(1, args.rounds + 1)
+                for kind in kinds[(r - 1) % 3 :] + kinds[: (r - 1) % 3]
+            ]
+            for index, (kind, n, r) in enumerate(plan, 1):
                 load = os.getloadavg()[0]
+                which = f", round {r}" if args.rounds > 1 else ""
                 print(
-                    f"[{index}/{len(plan)}] {LABELS[kind]}, N={n:,} (load average {load:.1f}) ...", end=" ", flush=True
+                    f"[{index}/{len(plan)}] {LABELS[kind]}, N={n:,}{which} (load average {load:.1f}) ...",
+                    end=" ",
+                    flush=True,
                 )
-                run = run_one(kind, n, emulator, gate, args, workdir, children)
-                results[(kind, n)] = run
+                run = run_one(kind, n, emulator, gate, args, workdir, children, round_no=r)
+                runs.setdefault((kind, n), []).append(run)
                 print(f"{run.seconds:.0f} s" + (" (problems, see below)" if run.problems else ""), flush=True)
                 if run.log_tail:
                     print("  last lines of its log:\n    " + "\n    ".join(run.log_tail))
@@ -966,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
         for child in list(children):
             with suppress(Exception):
                 _stop_child(child)
+    results = {key: combine(found) for key, found in runs.items()}
     for n in args.sizes:
         print_table(n, results[(AIREITER, n)], results.get((PEER, n)))
         floor = results.get((FLOOR, n))

@@ -10,31 +10,9 @@ if found; then
     command -v chromium
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure_chromium: chromium not found and apt-get is unavailable; install chromium and chromedriver" >&2
-    exit 1
-fi
-SUDO=()
-if [[ "$(id -u)" != "0" ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        echo "ensure_chromium: chromium not found and not running as root (no passwordless sudo)" >&2
-        exit 1
-    fi
-fi
-apt_log="$(mktemp -t ensure-chromium-apt.XXXXXX)"
-trap 'rm -f "$apt_log"' EXIT
-echo "ensure_chromium: installing chromium and chromium-driver via apt-get (once per machine)" >&2
-if ! {
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold chromium chromium-driver
-} >"$apt_log" 2>&1 </dev/null; then
-    echo "ensure_chromium: apt-get failed, last lines of its output:" >&2
-    tail -n 40 "$apt_log" >&2
-    exit 1
-fi
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt_install.sh"
+apt_install ensure_chromium chromium chromium-driver
 if found; then
     command -v chromium
     exit 0

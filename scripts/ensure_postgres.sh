@@ -29,35 +29,9 @@ if bindir="$(find_bindir)"; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure_postgres: initdb not found and apt-get is unavailable; install PostgreSQL manually" >&2
-    exit 1
-fi
-
-SUDO=()
-if [[ "$(id -u)" != "0" ]]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        echo "ensure_postgres: initdb not found and not running as root (no passwordless sudo)" >&2
-        exit 1
-    fi
-fi
-
-apt_log="$(mktemp -t ensure-postgres-apt.XXXXXX)"
-trap 'rm -f "$apt_log"' EXIT
-
-echo "ensure_postgres: installing postgresql via apt-get (this happens once per machine)" >&2
-export DEBIAN_FRONTEND=noninteractive
-if ! {
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql
-} >"$apt_log" 2>&1 </dev/null; then
-    echo "ensure_postgres: apt-get failed, last lines of its output:" >&2
-    tail -n 40 "$apt_log" >&2
-    exit 1
-fi
+# shellcheck source=scripts/apt_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt_install.sh"
+apt_install ensure_postgres postgresql
 
 if bindir="$(find_bindir)"; then
     printf '%s\n' "$bindir"

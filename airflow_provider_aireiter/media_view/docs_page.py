@@ -35,9 +35,14 @@ def heading_slug(text: str) -> str:
 
 
 def _rewrite(tokens: list[Token]) -> None:
+    used: dict[str, int] = {}
     for index, token in enumerate(tokens):
         if token.type == "heading_open" and index + 1 < len(tokens):
-            token.attrSet("id", heading_slug(tokens[index + 1].content))
+            slug = heading_slug(tokens[index + 1].content)
+            # A repeated heading gets "-1", "-2", ... as on GitHub, so every id on the page is unique.
+            seen = used.get(slug, 0)
+            used[slug] = seen + 1
+            token.attrSet("id", f"{slug}-{seen}" if seen else slug)
         children = token.children or []
         for child_index, child in enumerate(children):
             target = child.attrGet("href") if child.type == "link_open" else child.attrGet("src")

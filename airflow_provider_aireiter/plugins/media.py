@@ -10,36 +10,24 @@ The UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from airflow_provider_aireiter.compat import AirflowPlugin
-
-if TYPE_CHECKING:
-    from starlette.types import Receive, Scope, Send
+from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
 
 MEDIA_MOUNT = "/aireiter-media"
 _PREFIX = MEDIA_MOUNT.lstrip("/")
-
-
-class LazyMediaApp:
-    """An ASGI app that builds :func:`create_media_app` on its first call."""
-
-    def __init__(self) -> None:
-        self._app: Any = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
-            from airflow_provider_aireiter.media_view.app import create_media_app
-
-            self._app = create_media_app()
-        await self._app(scope, receive, send)
 
 
 class AireiterMediaPlugin(AirflowPlugin):
     """Show every image and play every video an AIReiter task produced, where Airflow shows the task."""
 
     name = "aireiter_media"
-    fastapi_apps = [{"app": LazyMediaApp(), "url_prefix": MEDIA_MOUNT, "name": "AIReiter media"}]
+    fastapi_apps = [
+        {
+            "app": LazyAsgiApp("airflow_provider_aireiter.media_view.app:create_media_app"),
+            "url_prefix": MEDIA_MOUNT,
+            "name": "AIReiter media",
+        }
+    ]
     external_views = [
         {
             "name": "Media",

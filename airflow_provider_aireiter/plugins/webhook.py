@@ -12,30 +12,21 @@ app is only built on the first request the API server routes to it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from airflow_provider_aireiter.compat import AirflowPlugin
+from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
 from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT, redact_query
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 
-class LazyWebhookApp:
-    """An ASGI app that builds the callback receiver (:func:`create_callback_app`) on its first call.
-
-    Keeps FastAPI out of the processes that import plugins but never serve HTTP.
-    """
+class LazyWebhookApp(LazyAsgiApp):
+    """The callback receiver (:func:`create_callback_app`), built on its first request."""
 
     def __init__(self) -> None:
-        self._app: Any = None
-
-    def _build(self) -> Any:
-        if self._app is None:
-            from airflow_provider_aireiter.webhook.receiver import create_callback_app
-
-            self._app = create_callback_app()
-        return self._app
+        super().__init__("airflow_provider_aireiter.webhook.receiver:create_callback_app")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -46,7 +37,7 @@ class LazyWebhookApp:
             query = scope.get("query_string", b"")
             scope["query_string"] = redact_query(query)
             scope = {**scope, "query_string": query}
-        await self._build()(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 class AireiterWebhookPlugin(AirflowPlugin):

@@ -60,6 +60,8 @@ class AireiterTaskTrigger(BaseTrigger):
         self.deadline = float(deadline)
         self.aireiter_conn_id = aireiter_conn_id
         self.poll_interval = float(poll_interval)
+        #: the time between polls: ``poll_interval``, but never under a tick (a sensor may ask for 0)
+        self._step = max(self.poll_interval, TICK_SECONDS)
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.first_poll_at = float(first_poll_at)
         self.resume_not_before = float(resume_not_before)
@@ -153,7 +155,7 @@ class AireiterTaskTrigger(BaseTrigger):
             if remaining <= 0:
                 yield await self._settled(self._timeout_event(info))
                 return
-            await self._sleep_until_poll(max(self.poll_interval, TICK_SECONDS))
+            await self._sleep_until_poll(self._step)
 
     async def _sleep_until_poll(self, due_in: float, *, early: bool = True) -> None:
         """Sleep until the poll due in ``due_in`` seconds, moved to the poll interval's grid (see
@@ -161,7 +163,7 @@ class AireiterTaskTrigger(BaseTrigger):
         first (to a tenth of a second)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        step = max(self.poll_interval, TICK_SECONDS)
+        step = self._step
         until_deadline = self.deadline - time.time()
         if math.isfinite(step) and math.isfinite(due_in):
             when = poll_time(now + due_in, step) if early else grid_point(now + due_in, step)

@@ -34,12 +34,18 @@ def test_tables_render_and_headings_get_github_anchors() -> None:
     assert heading_slug("Make the suite hold: `make test`") == "make-the-suite-hold-make-test"
 
 
+def test_repeated_headings_get_numbered_anchors_as_on_github() -> None:
+    html = render_markdown("## Setup\n\n### Setup\n\n## Setup\n\n[third](#setup-2)\n")
+    assert re.findall(r'id="([^"]+)"', html) == ["setup", "setup-1", "setup-2"]
+
+
 def test_every_readme_anchor_lands_on_a_heading_of_the_page() -> None:
     html = render_markdown(README.read_text(encoding="utf-8"))
     anchors = set(re.findall(r'href="#([^"]+)"', html))
     ids = set(re.findall(r'id="([^"]+)"', html))
     assert anchors, "the README has in-page links"
     assert anchors <= ids, sorted(anchors - ids)
+    assert len(ids) == len(re.findall(r' id="', html)), "every id on the page is unique"
 
 
 def test_the_page_is_the_installed_package_readme() -> None:

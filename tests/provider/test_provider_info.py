@@ -134,3 +134,24 @@ def test_row_test_body_rewrite_only_drops_port_zero_of_aireiter() -> None:
         body = json.dumps(unchanged).encode()
         assert without_zero_port(body) is body
     assert without_zero_port(b"not json") == b"not json"
+
+
+def test_the_media_plugin_app_is_built_on_its_first_request_and_kept() -> None:
+    import requests
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
+    from airflow_provider_aireiter.plugins.media import MEDIA_MOUNT, AireiterMediaPlugin
+    from tests.webhook.helpers import LiveServer
+
+    (entry,) = AireiterMediaPlugin.fastapi_apps
+    app = LazyAsgiApp(entry["app"].factory)  # a fresh one: the plugin's own may be built by another test
+    assert app._app is None
+    with LiveServer(Starlette(routes=[Mount(MEDIA_MOUNT, app=app)])) as server:
+        # the media app's own answers: its routes need Airflow's login, unknown paths do not exist
+        assert requests.get(f"{server.base_url}{MEDIA_MOUNT}/no-such-page", timeout=30).status_code == 404
+        built = app._app
+        assert built is not None
+        assert requests.get(f"{server.base_url}{MEDIA_MOUNT}/docs", timeout=30).status_code in (401, 403)
+        assert app._app is built

@@ -1,0 +1,66 @@
+"""scripts/apt_install.sh, the one apt-get path of ensure_postgres.sh and ensure_chromium.sh.
+
+A stand-in ``apt-get`` on ``PATH`` records its arguments (or fails), so the helper's own logic runs in
+a real bash without touching the machine's packages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def run_helper(tmp_path: Path, apt_body: str | None, *packages: str) -> subprocess.CompletedProcess[str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "mktemp", "tail", "rm", "id", "env", "cat", "dirname"):
+        target = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        (bin_dir / tool).symlink_to(target)
+    if apt_body is not None:
+        fake = bin_dir / "apt-get"
+        fake.write_text(f'#!{bin_dir / "bash"}\necho "apt-get $*" >> {tmp_path / "calls"}\n{apt_body}\n')
+        fake.chmod(0o755)
+    script = (
+        f"set -euo pipefail; source {SCRIPTS / 'apt_install.sh'}; apt_install probe {' '.join(packages)}; echo after"
+    )
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    return subprocess.run([str(bin_dir / "bash"), "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
+)
+def test_installs_quietly_with_update_first(tmp_path: Path) -> None:
+    done = run_helper(tmp_path, "echo lots of apt output", "postgresql", "chromium")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "after\n"  # apt's own output is not shown when it works
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "apt-get update -q"
+    assert calls[1].startswith("apt-get install -y -q --no-install-recommends") and calls[1].endswith(
+        "postgresql chromium"
+    )
+    assert "installing postgresql chromium" in done.stderr
+    assert not list(tmp_path.glob("probe-apt.*")), "the log file is removed"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
+)
+def test_a_failing_apt_stops_the_script_and_shows_its_output(tmp_path: Path) -> None:
+    done = run_helper(tmp_path, 'echo "E: Unable to locate package $3" ; exit 100', "no-such-package")
+    assert done.returncode == 1
+    assert "after" not in done.stdout
+    assert "probe: apt-get failed, last lines of its output:" in done.stderr
+    assert "E: Unable to locate package" in done.stderr
+    assert not list(tmp_path.glob("probe-apt.*"))
+
+
+def test_no_apt_get_names_what_is_missing(tmp_path: Path) -> None:
+    done = run_helper(tmp_path, None, "chromium", "chromium-driver")
+    assert done.returncode == 1
+    assert "probe: chromium chromium-driver missing and apt-get is unavailable" in done.stderr
