@@ -71,6 +71,7 @@ ui: venv
 bench: venv
 	$(BIN)/uv pip install -q --python $(BIN)/python ".[bench]"
 	$(BIN)/python benchmarks/parse_overhead.py
+	$(BIN)/python benchmarks/poll_layers.py
 	$(BIN)/python benchmarks/triggerer_capacity.py
 
 clean:

@@ -12,13 +12,16 @@ queries, one per task, through each layer in turn, and measures the CPU of each 
 * ``hook``: ``AireiterHook.afind_task``, a whole poll as the trigger sends it (the transport, the
   retry policy's first try, the envelope checks, the typed result and errors);
 * ``HttpAsyncHook``: the http provider's ``HttpAsyncHook.run``, what its ``HttpSensorTrigger`` sends
-  per poll (a new session and connection each time), the peer.
+  per poll (a new session and connection each time), the peer;
+* ``hook, no network``: ``afind_task`` again, with the loop transport answering every query from
+  memory (a real answer, kept) during the burst: the hook's own code, and
+* ``no network``: awaiting that canned answer alone (what the harness itself costs per query).
 
 Bursts are interleaved, the layers' order rotated each round, after one warm-up burst each; the
 figures are medians over the rounds. Unlike ``triggerer_capacity.py`` there are no sleeps between
 polls, no triggers and no log lines: this isolates the request path.
 
-Run: ``.venv/bin/python benchmarks/poll_layers.py [--tasks 100] [--rounds 40]`` (needs the
+Run: ``.venv/bin/python benchmarks/poll_layers.py [--tasks 100] [--rounds 100]`` (needs the
 ``bench`` extra). About a minute. Loopback only.
 """
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 QUERY_PATH = "/api/openapi/query"
@@ -107,12 +111,37 @@ async def measure(base_url: str, key: str, ids: list[str], rounds: int) -> dict[
         # Its answer is not read, as in HttpSensorTrigger (the connection is dropped with the response).
         return await peers[k].run(endpoint=QUERY_PATH.lstrip("/"), data=bodies[k].decode())
 
+    # The hook's own code: the same polls, with the transport answering from memory (the last real
+    # answer) for the length of the burst. What the hook adds on top of the request itself.
+    real_transport = async_transport.loop_transport
+    answer = await real_transport().post(url, bodies[0], headers, 30.0)
+
+    class Canned:
+        async def post(self, *args: Any) -> Any:
+            return answer
+
+    canned = Canned()
+
+    @contextlib.contextmanager
+    def answered_from_memory() -> Iterator[None]:
+        async_transport.loop_transport = lambda: canned  # type: ignore[assignment,return-value]
+        try:
+            yield
+        finally:
+            async_transport.loop_transport = real_transport
+
+    async def from_memory(k: int) -> Any:
+        return await canned.post()
+
     layers: dict[str, Callable[[int], Awaitable[Any]]] = {
         "aiohttp": bare,
         "transport": transport,
         "hook": hook,
         "HttpAsyncHook": peer,
+        "hook, no network": hook,
+        "no network": from_memory,
     }
+    contexts = {"hook, no network": answered_from_memory}
     figures: dict[str, list[float]] = {name: [] for name in layers}
     try:
         for layer in layers.values():
@@ -121,9 +150,10 @@ async def measure(base_url: str, key: str, ids: list[str], rounds: int) -> dict[
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 await asyncio.sleep(0.05)  # let the last burst's connection cleanup run outside the window
-                began = time.process_time()
-                await asyncio.gather(*(layers[name](k) for k in range(len(ids))))
-                figures[name].append((time.process_time() - began) / len(ids) * 1000)
+                with contexts.get(name, contextlib.nullcontext)():
+                    began = time.process_time()
+                    await asyncio.gather(*(layers[name](k) for k in range(len(ids))))
+                    figures[name].append((time.process_time() - began) / len(ids) * 1000)
     finally:
         await session.close()
     return figures
@@ -132,7 +162,7 @@ async def measure(base_url: str, key: str, ids: list[str], rounds: int) -> dict[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100, help="tasks, and queries per burst (default 100)")
-    parser.add_argument("--rounds", type=int, default=40, help="bursts of each layer (default 40)")
+    parser.add_argument("--rounds", type=int, default=100, help="bursts of each layer (default 100)")
     args = parser.parse_args(argv)
     if args.tasks < 1 or args.rounds < 1:
         parser.error("--tasks and --rounds must be at least 1")
