@@ -60,12 +60,15 @@ class AireiterTaskTrigger(BaseTrigger):
         self.deadline = float(deadline)
         self.aireiter_conn_id = aireiter_conn_id
         self.poll_interval = float(poll_interval)
-        #: the time between polls: ``poll_interval``, but never under a tick (a sensor may ask for 0)
-        self._step = max(self.poll_interval, TICK_SECONDS)
         self.max_consecutive_errors = int(max_consecutive_errors)
         self.first_poll_at = float(first_poll_at)
         self.resume_not_before = float(resume_not_before)
         self.deadline_kind = str(deadline_kind)
+
+    @property
+    def _step(self) -> float:
+        """The time between polls: ``poll_interval``, but never under a tick (a sensor may ask for 0)."""
+        return max(self.poll_interval, TICK_SECONDS)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

@@ -52,11 +52,14 @@ def test_installs_quietly_with_update_first(tmp_path: Path) -> None:
     os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
 )
 def test_a_failing_apt_stops_the_script_and_shows_its_output(tmp_path: Path) -> None:
-    done = run_helper(tmp_path, 'echo "E: Unable to locate package $3" ; exit 100', "no-such-package")
+    # the update works, the install fails: the script stops there, with apt's last lines
+    failing_install = 'if [ "$1" = install ]; then echo "E: Unable to locate package ${!#}"; exit 100; fi'
+    done = run_helper(tmp_path, failing_install, "no-such-package")
     assert done.returncode == 1
     assert "after" not in done.stdout
+    assert [line.split()[1] for line in (tmp_path / "calls").read_text().splitlines()] == ["update", "install"]
+    assert "E: Unable to locate package no-such-package" in done.stderr
     assert "probe: apt-get failed, last lines of its output:" in done.stderr
-    assert "E: Unable to locate package" in done.stderr
     assert not list(tmp_path.glob("probe-apt.*"))
 
 
