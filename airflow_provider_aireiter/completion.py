@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aireiter.exceptions import (
     AireiterResponseError,
     AireiterTaskFailedError,
-    error_for_reason,
+    error_from_event,
 )
 from airflow_provider_aireiter.operators.links import OUTPUT_URL_ATTRIBUTE
 from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
@@ -107,7 +107,7 @@ def task_from_event(event: Any, out_task_id: str | None) -> TaskInfo:
     if status == "timeout":
         raise timeout_error(str(out_task_id), None, task)
     if status == "error":
-        raise error_for_reason(event.get("reason"), message, out_task_id=out_task_id)
+        raise error_from_event(event.get("error"), reason=event.get("reason"), message=message, out_task_id=out_task_id)
     raise AireiterTaskFailedError(message or f"AIReiter task {out_task_id!r} failed.", out_task_id=out_task_id)
 
 

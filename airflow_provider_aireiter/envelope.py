@@ -37,7 +37,12 @@ from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo, TaskOut
 #: how much of a body may appear in a debug log line or an error message
 BODY_PREVIEW_CHARS = 200
 
-_NOT_FOUND_MARKERS = ("task not found", "not found")
+#: The service's answer to a query for an id it does not know: HTTP 200 with body code 400 and this
+#: message (reference §2 and §4, seen by a client: lizy3yo/auto-edit-tool). It is the one definite
+#: "this task does not exist", the answer that allows a paid submit to be sent again, so it is matched
+#: exactly (case and surrounding whitespace aside); any other 400, "model not found" included, is an
+#: invalid request, never "not found".
+TASK_NOT_FOUND_MESSAGE = "api task not found"
 
 
 def preview(body: bytes | str) -> str:
@@ -148,6 +153,10 @@ def raise_for_business_error(payload: dict[str, Any], *, what: str, out_task_id:
         return
     message = str(payload.get("message") or payload.get("msg") or "").strip()
     said = f": {message!r}" if message else ""
+    # Where each classification comes from (reference §4): 401/403 a client's notes (imyexi SKILL.md);
+    # 433 a client's notes and tests (imyexi); 429 "busy" a client's test mock (scaap-app); 400 for an
+    # unknown task (auto-edit-tool) and for a malformed body (imyexi); 404/422 by analogy with 400
+    # (inferred); >= 500 a server error (inferred); anything else a refusal.
     if code == 401 or code == 403:
         raise AireiterAuthError(
             f"AIReiter rejected the API key on {what} (code {code}{said}). Check the password field "
@@ -168,7 +177,7 @@ def raise_for_business_error(payload: dict[str, Any], *, what: str, out_task_id:
             service_code=code,
             out_task_id=out_task_id,
         )
-    if code == 400 and any(marker in message.lower() for marker in _NOT_FOUND_MARKERS):
+    if code == 400 and message.lower() == TASK_NOT_FOUND_MESSAGE:
         raise AireiterTaskNotFoundError(
             f"AIReiter does not know the task {out_task_id!r} ({message!r}). Check the out_task_id; "
             "a task just submitted may take a moment to appear.",
@@ -281,6 +290,7 @@ def parse_task_info(data: dict[str, Any], *, out_task_id: str | None = None) -> 
         error=error,
         error_code=error_code,
         metadata=metadata if isinstance(metadata, dict) else None,
+        request=raw_input if isinstance(raw_input, dict) else None,
     )
 
 

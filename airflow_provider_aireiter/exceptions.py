@@ -4,14 +4,16 @@ Every error raised by the hook, operators, sensor and trigger derives from :clas
 so a DAG author can catch one class. Each message says what happened and what to do next, and never
 contains the API key or a callback secret.
 
-Which class is raised is decided by a reason code (:class:`ErrorReason`), never by parsing message
-text, so the same class is raised whether the error happened on a worker or in the triggerer (where
-only the reason code travels inside the trigger event).
+An error keeps its class, and so whether a retry can help, across the trigger boundary: the
+triggerer puts :meth:`AireiterError.to_event` (the class name and the error's fields, plain JSON)
+into its event, and the worker rebuilds the very same class with :func:`error_from_event`. Nothing
+is decided by parsing message text.
 """
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from airflow_provider_aireiter.compat import AirflowException, AirflowFailException
 
@@ -51,6 +53,15 @@ class AireiterError(AirflowException):
 
     def __str__(self) -> str:
         return self.message
+
+    def to_event(self) -> dict[str, Any]:
+        """This error as plain JSON for a trigger event; :func:`error_from_event` rebuilds it exactly."""
+        fields = {k: v for k, v in vars(self).items() if k != "message" and _is_plain(v)}
+        return {"class": type(self).__name__, "message": self.message, "fields": fields}
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 class AireiterPermanentError(AireiterError, AirflowFailException):
@@ -189,6 +200,18 @@ class AireiterTimeoutError(AireiterError):
     reason = ErrorReason.TIMEOUT
 
 
+def _error_classes() -> dict[str, type[AireiterError]]:
+    """Every error class of the provider by name (this module's subclasses of :class:`AireiterError`)."""
+    found: dict[str, type[AireiterError]] = {}
+    todo: list[type[AireiterError]] = [AireiterError]
+    while todo:
+        cls = todo.pop()
+        if cls.__module__ == __name__:
+            found[cls.__name__] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
 _BY_REASON: dict[ErrorReason, type[AireiterError]] = {
     cls.reason: cls
     for cls in (
@@ -206,12 +229,25 @@ _BY_REASON: dict[ErrorReason, type[AireiterError]] = {
 }
 
 
-def error_for_reason(reason: str | None, message: str, *, out_task_id: str | None = None) -> AireiterError:
-    """Rebuild the exception for a reason code that crossed a process boundary (a trigger event)."""
+def error_from_event(
+    payload: Any, *, reason: str | None = None, message: str = "", out_task_id: str | None = None
+) -> AireiterError:
+    """Rebuild the error an event carries (:meth:`AireiterError.to_event`): the same class, the same fields.
+
+    ``payload`` is ``None`` for an event written by an earlier version of the provider (a trigger
+    that was deferred before an upgrade): then the class is chosen by ``reason`` alone, as it was.
+    """
+    if isinstance(payload, dict):
+        cls = _error_classes().get(str(payload.get("class")))
+        if cls is not None:
+            error = cls.__new__(cls)
+            Exception.__init__(error, str(payload.get("message", message)))
+            fields = payload.get("fields")
+            error.__dict__.update(fields if isinstance(fields, dict) else {})
+            error.message = str(payload.get("message", message))
+            return error
     try:
-        cls = _BY_REASON[ErrorReason(reason)]
+        by_reason = _BY_REASON[ErrorReason(reason)]
     except ValueError:
-        cls = AireiterError
-    if cls is AireiterTaskFailedError:
-        return AireiterTaskFailedError(message, out_task_id=out_task_id)
-    return cls(message, out_task_id=out_task_id)
+        by_reason = AireiterError
+    return by_reason(message, out_task_id=out_task_id)

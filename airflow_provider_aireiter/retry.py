@@ -1,13 +1,20 @@
 """When and how long to wait before retrying a call: one policy, carried out by tenacity on both paths.
 
 Every request is retried in exactly one place: the hook's sync calls and downloads through
-:meth:`AireiterRetryPolicy.retrying`, the trigger's polls through :meth:`AireiterRetryPolicy.acall`
-(its consecutive-failure budget), and the submit's re-check through the same waits. The submit
+:meth:`AireiterRetryPolicy.retrying`, and the submit's re-check through the same waits. The submit
 itself is not a plain retry (see ``AireiterHook.submit``).
+
+The queries of a *wait* (the sync wait, the trigger, the sensor's deferred wait) are retried by
+:meth:`AireiterRetryPolicy.call_in_wait` (async: :meth:`AireiterRetryPolicy.acall`) instead:
+their budget is time, not tries. A failed query
+is asked again after a backoff capped by the wait's poll interval, until an answer comes, the wait's
+deadline passes, or (only when the caller sets ``give_up_after``) the service has not answered for
+that long. So an outage shorter than the wait does not end the wait.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +28,9 @@ if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DA
 
 
 T = TypeVar("T")
+
+#: while a wait's queries keep failing, one warning at the first failure, then at most one per this many seconds
+OUTAGE_WARNING_SECONDS = 60.0
 
 
 def _is_retryable(error: BaseException) -> bool:
@@ -71,9 +81,7 @@ class AireiterRetryPolicy:
 
     # ------------------------------------------------------------------ tenacity
 
-    def _options(
-        self, what: str, log: Any, max_attempts: int | None, max_wait: float | None, stop_at: float | None
-    ) -> dict[str, Any]:
+    def _options(self, what: str, log: Any, max_attempts: int | None, stop_at: float | None) -> dict[str, Any]:
         """``max_attempts=0`` with ``stop_at``: as many tries as fit before ``stop_at``."""
         import tenacity
 
@@ -82,8 +90,6 @@ class AireiterRetryPolicy:
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome is not None else None
             seconds = self.delay(error, state.attempt_number)
-            if max_wait is not None:
-                seconds = min(seconds, max_wait)
             if stop_at is not None:
                 seconds = max(0.0, min(seconds, stop_at - time.time()))
             return seconds
@@ -126,21 +132,72 @@ class AireiterRetryPolicy:
         """
         import tenacity
 
-        return tenacity.Retrying(**self._options(what, log, max_attempts, None, stop_at))
+        return tenacity.Retrying(**self._options(what, log, max_attempts, stop_at))
 
     def async_retrying(
+        self, *, what: str, log: Any, max_attempts: int | None = None, stop_at: float | None = None
+    ) -> tenacity.AsyncRetrying:
+        """The async twin of :meth:`retrying`."""
+        import tenacity
+
+        return tenacity.AsyncRetrying(**self._options(what, log, max_attempts, stop_at))
+
+    # ------------------------------------------------------------------ a wait's queries
+
+    def _wait_options(
+        self, what: str, log: Any, stop_at: float, poll_interval: float, give_up_after: float | None
+    ) -> tuple[dict[str, Any], OutageLog]:
+        """tenacity's options for one query of a wait: retried until an answer, ``stop_at`` (epoch
+        seconds), or ``give_up_after`` seconds without an answer; pauses back off up to ``poll_interval``."""
+        import tenacity
+
+        outage = OutageLog(log, what, give_up_after)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            seconds = self.delay(error, state.attempt_number)
+            if not (isinstance(error, AireiterRateLimitedError) and error.retry_after is not None):
+                seconds = min(seconds, max(poll_interval, 0.0))  # a Retry-After the service sent is obeyed
+            return max(0.0, min(seconds, stop_at - time.time()))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            outage.failed(error, state.next_action.sleep if state.next_action is not None else None)
+
+        stop: Any = _stop_at(stop_at)
+        if give_up_after is not None:
+            stop = tenacity.stop_after_delay(give_up_after) | stop
+        options = {
+            "retry": tenacity.retry_if_exception(_is_retryable),
+            "stop": stop,
+            "wait": wait,
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+        return options, outage
+
+    def call_in_wait(
         self,
+        call: Callable[[], T],
         *,
         what: str,
         log: Any,
-        max_attempts: int | None = None,
-        max_wait: float | None = None,
-        stop_at: float | None = None,
-    ) -> tenacity.AsyncRetrying:
-        """The async twin of :meth:`retrying` (``max_wait`` caps each pause, ``stop_at`` is an epoch deadline)."""
+        stop_at: float,
+        poll_interval: float,
+        give_up_after: float | None = None,
+    ) -> T:
+        """``call()`` as one query of a wait (see the module docstring): retried until it answers,
+        ``stop_at`` (epoch seconds) passes, or, when set, ``give_up_after`` seconds go by without an
+        answer; then the last error is raised. Pauses back off up to ``poll_interval``."""
         import tenacity
 
-        return tenacity.AsyncRetrying(**self._options(what, log, max_attempts, max_wait, stop_at))
+        options, outage = self._wait_options(what, log, stop_at, poll_interval, give_up_after)
+        for attempt in tenacity.Retrying(**options):
+            with attempt:
+                result = call()
+                outage.answered()
+                return result
+        raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
     async def acall(
         self,
@@ -148,10 +205,13 @@ class AireiterRetryPolicy:
         *,
         what: str,
         log: Any,
-        max_wait: float | None = None,
         stop_at: float | None = None,
+        poll_interval: float | None = None,
+        give_up_after: float | None = None,
     ) -> T:
-        """``await call()``, retried by :meth:`async_retrying` if it fails retryably.
+        """``await call()``, retried if it fails retryably: as one query of a wait (as
+        :meth:`call_in_wait`) when ``poll_interval`` and ``stop_at`` are given, else as a single call
+        (:meth:`async_retrying`: the policy's tries, none started after ``stop_at``).
 
         The first try runs before any tenacity object exists: a trigger's poll nearly always succeeds,
         and setting tenacity up cost about a quarter of the CPU of the whole poll
@@ -164,14 +224,78 @@ class AireiterRetryPolicy:
             if not error.retryable:
                 raise
             first_failure: AireiterError | None = error
-        retrying = self.async_retrying(what=what, log=log, max_wait=max_wait, stop_at=stop_at)
+        import tenacity
+
+        outage: OutageLog | None = None
+        retrying: tenacity.AsyncRetrying
+        if poll_interval is not None and stop_at is not None:
+            options, outage = self._wait_options(what, log, stop_at, poll_interval, give_up_after)
+            retrying = tenacity.AsyncRetrying(**options)
+        else:
+            retrying = self.async_retrying(what=what, log=log, stop_at=stop_at)
         async for attempt in retrying:
             with attempt:
                 if first_failure is not None:
                     failure, first_failure = first_failure, None
                     raise failure
-                return await call()
+                result = await call()
+                if outage is not None:
+                    outage.answered()
+                return result
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+
+
+class OutageLog:
+    """What a wait logs while its queries fail: the first failure, then at most one warning a minute
+    with how long the service has not answered; and one line when it answers again.
+
+    Used by the tenacity loop of a wait's query (:meth:`AireiterRetryPolicy.call_in_wait`) and by
+    the sensor between its pokes (there Airflow's own poke loop does the asking again).
+    """
+
+    def __init__(self, log: Any, what: str, give_up_after: float | None = None) -> None:
+        self.log = log
+        self.what = what
+        self.give_up_after = give_up_after
+        self.since: float | None = None
+        self.failures = 0
+        self._last_warning = -math.inf
+
+    @property
+    def down_for(self) -> float:
+        """Seconds since the first failure of the current outage (0 when the service answers)."""
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+    def failed(self, error: BaseException | None, next_in: float | None) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        self.failures += 1
+        if now - self._last_warning < OUTAGE_WARNING_SECONDS:
+            return
+        self._last_warning = now
+        until = "until the wait's deadline"
+        if self.give_up_after is not None:
+            until += f" or {self.give_up_after:.0f}s without an answer"
+        self.log.warning(
+            "%s failed (%s); AIReiter has not answered for %.0fs. Still waiting (%s)%s.",
+            self.what[:1].upper() + self.what[1:],
+            getattr(error, "message", str(error)),
+            now - self.since,
+            until,
+            f": next query in {next_in:.1f}s" if next_in is not None else "",
+        )
+
+    def answered(self) -> None:
+        if self.since is not None:
+            self.log.info(
+                "AIReiter answered %s again after %d failed quer%s over %.0fs.",
+                self.what,
+                self.failures,
+                "y" if self.failures == 1 else "ies",
+                self.down_for,
+            )
+        self.since, self.failures, self._last_warning = None, 0, -math.inf
 
 
 def _stop_at(epoch: float) -> Callable[[tenacity.RetryCallState], bool]:

@@ -159,6 +159,10 @@ class TaskInfo(_Model):
     error: str | None = None
     error_code: str | None = None
     metadata: dict[str, Any] | None = None
+    #: the request the service echoes (``input``: ``model`` and ``params``), to tell whether a task found
+    #: by its id was made from the request a retry would send. Never dumped: it stays on the worker
+    #: (a reference image can be a large data URI).
+    request: dict[str, Any] | None = Field(default=None, exclude=True)
 
     @property
     def kind(self) -> StatusKind:

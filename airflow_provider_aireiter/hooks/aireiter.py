@@ -220,8 +220,9 @@ class AireiterHook(BaseHook):
         * a failure that certainly left nothing behind (could not connect, HTTP 429, service busy) is
           retried after a backoff without asking; an error no retry can fix (bad key, no credits,
           invalid params, an HTML page) is raised at once;
-        * when the service answers that ``out_task_id`` already exists, the existing task is returned
-          (``reattached=True``).
+        * when the service refuses the submit (body code 400), one query asks whether ``out_task_id``
+          exists: if so (the id was taken by an earlier send), that task is returned
+          (``reattached=True``); otherwise the refusal is raised. No message text is read.
 
         :param model: the model id, with its channel suffix if any (``veo3_1_plus``).
         :param params: the model's params, sent as given.
@@ -244,9 +245,15 @@ class AireiterHook(BaseHook):
                 payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
                 return parse_submit(payload, out_task_id=out_task_id)
             except AireiterInvalidRequestError as error:
-                if not _is_duplicate(error):
+                if error.service_code != 400:
                     raise
-                existing = self._recheck_submit(out_task_id, error, wait=False)
+                # The service refused the submit. Its answer to a taken out_task_id is not documented,
+                # so the message is not read: one query tells whether the id is taken (then that task
+                # is ours from an earlier send) or the refusal stands.
+                try:
+                    existing = self._recheck_submit(out_task_id, error, wait=False)
+                except AireiterSubmitOutcomeUnknownError:
+                    raise error from None
                 if existing is None:
                     raise
                 return self._reattached(existing, out_task_id, "AIReiter already has")
@@ -310,19 +317,23 @@ class AireiterHook(BaseHook):
 
     def query(self, out_task_id: str | None = None, task_id: str | None = None) -> TaskInfo:
         """The task's current state. Raises :class:`AireiterTaskNotFoundError` for an unknown id."""
-        body = _query_body(out_task_id, task_id)
         what = f"the query of {out_task_id or task_id!r}"
+        return self._retrying(lambda: self._query_once(out_task_id, task_id, what=what), what=what)
 
-        def send() -> TaskInfo:
-            payload = self._post_once("/query", body, what=what, out_task_id=out_task_id)
-            return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
+    def _query_once(self, out_task_id: str | None, task_id: str | None, *, what: str) -> TaskInfo:
+        payload = self._post_once("/query", _query_body(out_task_id, task_id), what=what, out_task_id=out_task_id)
+        return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
 
-        return self._retrying(send, what=what)
+    def find_task(self, out_task_id: str, *, retry: bool = True) -> TaskInfo | None:
+        """The task's state, or ``None`` when the service answers "api task not found".
 
-    def find_task(self, out_task_id: str) -> TaskInfo | None:
-        """The task's state, or ``None`` when the service answers "api task not found"."""
+        :param retry: ``False``: one request, a failure is raised at once (for a caller whose own loop
+            asks again, such as a sensor's pokes).
+        """
         try:
-            return self.query(out_task_id=out_task_id)
+            if retry:
+                return self.query(out_task_id=out_task_id)
+            return self._query_once(out_task_id, None, what=f"the query of {out_task_id!r}")
         except AireiterTaskNotFoundError:
             return None
 
@@ -334,20 +345,53 @@ class AireiterHook(BaseHook):
         *,
         raise_on_failure: bool = True,
         deadline: float | None = None,
+        give_up_after: float | None = None,
+        not_found_grace: float | None = None,
     ) -> TaskInfo:
         """Poll until the task finishes; log each status change with the elapsed time.
+
+        A failed query (5xx, 429, a reset, a timeout, a garbled body) does not end the wait: it is
+        asked again after a backoff capped by ``poll_interval`` until the service answers (see
+        :meth:`~airflow_provider_aireiter.retry.AireiterRetryPolicy.call_in_wait`). Only an error
+        no retry can fix, the deadline, or the optional budgets below end it.
 
         :param timeout: seconds to wait from now (ignored when ``deadline`` is given).
         :param deadline: absolute wall-clock time (epoch seconds) to give up at.
         :param raise_on_failure: raise :class:`AireiterTaskFailedError` when the task failed.
-        :raises AireiterTimeoutError: when the task is still running at the deadline.
+        :param give_up_after: seconds without any answer after which the wait fails with the last
+            (retryable) error; ``None`` (default): ride out failures until the deadline.
+        :param not_found_grace: seconds the service may say "api task not found" before the wait fails
+            with :class:`AireiterTaskNotFoundError`; ``None`` (default): wait for the task to appear.
+        :raises AireiterTimeoutError: when the task is still running (or the service still not
+            answering) at the deadline.
         """
         started = time.time()
         deadline = deadline if deadline is not None else started + timeout
         watcher = StatusWatcher(self.log, out_task_id, started)
+        what = f"the query of {out_task_id!r}"
+        info: TaskInfo | None = None
+
+        def find_once() -> TaskInfo | None:
+            try:
+                return self._query_once(out_task_id, None, what=what)
+            except AireiterTaskNotFoundError:
+                return None
+
         while True:
-            info = self.find_task(out_task_id)
-            watcher.observe(info)
+            try:
+                info = self.retry_policy.call_in_wait(
+                    find_once,
+                    what=what,
+                    log=self.log,
+                    stop_at=deadline,
+                    poll_interval=poll_interval,
+                    give_up_after=give_up_after,
+                )
+            except AireiterError as error:
+                if error.retryable and time.time() >= deadline:
+                    raise timeout_error(out_task_id, time.time() - started, info, last_error=error.message) from None
+                raise
+            watcher.observe(info, not_found_grace=not_found_grace)
             if info is not None and info.is_terminal:
                 if raise_on_failure:
                     raise_if_failed(info)
@@ -415,12 +459,35 @@ class AireiterHook(BaseHook):
         """
         return cast("TaskInfo", await self._aquery(out_task_id, task_id, stop_at=stop_at, missing_ok=False))
 
-    async def afind_task(self, out_task_id: str, *, stop_at: float | None = None) -> TaskInfo | None:
-        """Async :meth:`find_task`."""
-        return await self._aquery(out_task_id, None, stop_at=stop_at, missing_ok=True)
+    async def afind_task(
+        self,
+        out_task_id: str,
+        *,
+        stop_at: float | None = None,
+        poll_interval: float | None = None,
+        give_up_after: float | None = None,
+    ) -> TaskInfo | None:
+        """Async :meth:`find_task`. With ``poll_interval`` (and ``stop_at``) it is one query of a wait:
+        retried until an answer, ``stop_at`` or ``give_up_after`` seconds without one (see
+        :meth:`~airflow_provider_aireiter.retry.AireiterRetryPolicy.call_in_wait`)."""
+        return await self._aquery(
+            out_task_id,
+            None,
+            stop_at=stop_at,
+            missing_ok=True,
+            poll_interval=poll_interval,
+            give_up_after=give_up_after,
+        )
 
     async def _aquery(
-        self, out_task_id: str | None, task_id: str | None, *, stop_at: float | None, missing_ok: bool
+        self,
+        out_task_id: str | None,
+        task_id: str | None,
+        *,
+        stop_at: float | None,
+        missing_ok: bool,
+        poll_interval: float | None = None,
+        give_up_after: float | None = None,
     ) -> TaskInfo | None:
         # A trigger's poll: kept to one coroutine per layer, it runs thousands of times a minute.
         data = _COMPACT_JSON.encode(_query_body(out_task_id, task_id)).encode()
@@ -437,7 +504,9 @@ class AireiterHook(BaseHook):
                     return None
                 raise
 
-        return await policy.acall(once, what=what, log=self.log, stop_at=stop_at)
+        return await policy.acall(
+            once, what=what, log=self.log, stop_at=stop_at, poll_interval=poll_interval, give_up_after=give_up_after
+        )
 
     async def _apost_once(
         self,
@@ -480,9 +549,3 @@ def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:
     if not out_task_id and not task_id:
         raise AireiterInvalidRequestError("query needs out_task_id or task_id; both were empty.")
     return {"out_task_id": out_task_id} if out_task_id else {"task_id": str(task_id)}
-
-
-def _is_duplicate(error: AireiterInvalidRequestError) -> bool:
-    """Whether the service refused a submit because its ``out_task_id`` is taken."""
-    text = error.message.lower()
-    return "already exist" in text or "duplicate" in text

@@ -43,8 +43,11 @@ DEFAULT_TIMEOUTS = {"image": 15 * 60.0, "video": 60 * 60.0}
 DEFAULT_POLL_INTERVALS = {"image": 5.0, "video": 15.0}
 #: seconds between fallback queries while a completion callback is expected
 DEFAULT_CALLBACK_POLL_INTERVAL = 60.0
-#: attempt ids tried past the try number when ``regenerate_finished`` skips completed ones
+#: attempt ids tried past the try number when earlier ones are skipped (completed with
+#: ``regenerate_finished``, or made from another request)
 _MAX_EXTRA_ATTEMPTS = 50
+#: seconds a submitted task may stay unknown to the service before the wait fails
+NOT_FOUND_GRACE_SECONDS = 300.0
 
 
 def _seconds(value: float | timedelta | None, default: float) -> float:
@@ -100,6 +103,9 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         is expected (default 60). A task waiting on a worker always polls at ``poll_interval``.
     :param timeout: longest wait in seconds or a timedelta (default 15 min for images, 60 min for videos).
         ``execution_timeout``, when set and sooner, bounds a deferred wait too.
+    :param max_outage: give up (a retryable error) when the service has not answered for this long,
+        in seconds or a timedelta. Default ``None``: failed queries are asked again until the wait's
+        deadline, so an outage shorter than the wait does not fail the task.
     :param output_path: where to store the outputs (templated): an ``ObjectStoragePath`` or a URI such as
         ``file:///data/media/{{ ds }}/`` or ``s3://bucket/prefix/``. Files are named ``<out_task_id>_<n>.<ext>``.
     :param regenerate_finished: when the task is cleared or re-run after its remote task *completed*,
@@ -142,6 +148,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         timeout: float | timedelta | None = None,
         output_path: Any = None,
         regenerate_finished: bool = False,
+        max_outage: float | timedelta | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -159,6 +166,8 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         self.wait_timeout = timeout
         self.output_path = output_path
         self.regenerate_finished = regenerate_finished
+        self.max_outage = None if max_outage is None else _seconds(max_outage, 0.0)
+        self.not_found_grace = NOT_FOUND_GRACE_SECONDS
         self.deferrable = deferrable
         self.check_values(self._values(), at_parse_time=True)
 
@@ -259,46 +268,90 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         return callback_url(settings.callback_base_url, settings.callback_secret, out_task_id, settings.conn_id)
 
     def _submit_or_reattach(self, hook: AireiterHook, params: dict[str, Any], context: Context) -> SubmitResult:
-        """Reattach to a task an earlier try created; submit only when there is none to reattach to.
+        """Reattach to a task an earlier try created from the same request; submit only when there is none.
 
         Try ``n`` looks at ids ``base``, ``base-r2`` ... ``base-r<n>`` in order: the first unknown one is
-        submitted; a running (or, unless ``regenerate_finished``, completed) one is reattached; a failed
-        one moves on to the next id. With ``regenerate_finished``, completed ones move on too, past
-        ``base-r<n>`` if need be.
+        submitted; a running or completed one made from this request is reattached. It moves on to the
+        next id past one that failed remotely, one made from another request (the DAG changed before the
+        task was cleared: :meth:`_request_changes`), and, with ``regenerate_finished``, one that
+        completed; past ``base-r<n>`` only for the last two.
         """
         from airflow_provider_aireiter.task_types import StatusKind, SubmitResult
 
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
         last: TaskInfo | None = None
+        moved_on = False  # the last id was skipped for a reason that may go past this try's own id
         for attempt in range(1, try_number + _MAX_EXTRA_ATTEMPTS + 1):
-            if attempt > try_number and not (last is not None and last.kind is StatusKind.SUCCESS):
-                break  # past this try's own id only to skip completed tasks
+            if attempt > try_number and not moved_on:
+                break
             candidate = attempt_id(base, attempt)
             existing = hook.find_task(candidate)
             if existing is None:
                 return self._submit(hook, params, candidate)
-            last = existing
+            last, moved_on = existing, False
             if existing.kind is StatusKind.FAILURE:
                 self.log.info(
                     "Earlier attempt %s failed remotely (%s); trying the next attempt id.", candidate, existing.error
                 )
                 continue
+            changes = self._request_changes(existing, params)
+            if changes:
+                self.log.warning(
+                    "AIReiter task %s (%s) was made from another request: %s changed since. Generating anew "
+                    "under the next attempt id (new credits)%s.",
+                    candidate,
+                    existing.status,
+                    ", ".join(changes),
+                    "" if existing.is_terminal else "; the earlier task keeps running and is charged if it completes",
+                )
+                moved_on = True
+                continue
             if existing.kind is StatusKind.SUCCESS and self.regenerate_finished:
                 self.log.info("Attempt %s completed earlier; regenerate_finished: generating anew.", candidate)
+                moved_on = True
                 continue
             self.log.info(
-                "AIReiter already has task %s (%s) from an earlier try: reattaching, nothing is submitted.",
+                "AIReiter already has task %s (%s) from an earlier try%s: reattaching, nothing is submitted.",
                 candidate,
                 existing.status,
+                " with the same model and params"
+                if changes is not None
+                else " (the service echoes no request to compare with this one)",
             )
             return SubmitResult.reattached_to(existing, candidate)
+        if moved_on:
+            raise AireiterInvalidRequestError(
+                f"No free attempt id left after {base!r}; set out_task_id to a new value."
+            )
         # This try's own id already failed (a manual re-run of a failed task).
         assert last is not None
         from airflow_provider_aireiter.waiting import raise_if_failed
 
         raise_if_failed(last)
-        raise AireiterInvalidRequestError(f"No free attempt id left after {base!r}; set out_task_id to a new value.")
+        raise AssertionError("unreachable: the last attempt failed")  # pragma: no cover
+
+    def _request_changes(self, existing: TaskInfo, params: dict[str, Any]) -> list[str] | None:
+        """What differs between the request the service echoes for ``existing`` and this try's.
+
+        ``None`` when the service echoes no request. Compared: the model, and every param this try
+        sends (its value as sent). A param the service echoes but this try does not send is not
+        compared: the service may echo defaults it filled in, and counting those as changes would
+        make every retry pay again.
+        """
+        echoed = existing.request
+        if not echoed:
+            return None
+        changes: list[str] = []
+        model = echoed.get("model")
+        if model is not None and str(model) != self.resolved_model:
+            changes.append(f"model ({model!r} -> {self.resolved_model!r})")
+        sent = echoed.get("params")
+        if isinstance(sent, dict):
+            changes += [
+                f"{self.params_field}.{key}" for key in sorted(params) if key not in sent or sent[key] != params[key]
+            ]
+        return changes
 
     def _submit(self, hook: AireiterHook, params: dict[str, Any], out_task_id: str) -> SubmitResult:
         callback_url = self._callback_url(hook, out_task_id)
@@ -335,7 +388,13 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         else:
             # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
             deadline, _ = self.wait_deadline(context, wait_seconds)
-            info = hook.wait_for_task(out_task_id, poll_interval=self.poll_seconds(), deadline=deadline)
+            info = hook.wait_for_task(
+                out_task_id,
+                poll_interval=self.poll_seconds(),
+                deadline=deadline,
+                give_up_after=self.max_outage,
+                not_found_grace=self.not_found_grace,
+            )
         assert info is not None
         return self.finish(hook, info, context)
 

@@ -4,6 +4,12 @@ Both wait the same way: on a worker they poll at their poll interval; deferred, 
 triggerer on :class:`~airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger` (at the callback
 fallback interval when a completion callback is expected), and resume in ``execute_complete``.
 
+A failed query never ends a wait by itself (see :mod:`airflow_provider_aireiter.retry`): on a worker
+the hook asks again, backing off up to the poll interval; a check that fails just before a deferral
+defers all the same, and a callback wake that cannot reach the service waits again; the trigger
+rides out failures the same way. Only an error no retry can fix, ``max_outage`` when set, or the
+deadline ends a wait.
+
 The wait ends at an absolute deadline: the wait's own ``timeout``, or the task's ``execution_timeout``
 counted from the task's start, whichever comes first (Airflow does not apply ``execution_timeout``
 to a deferred task itself). Which of the two ended it decides the error:
@@ -33,13 +39,18 @@ EXECUTION_TIMEOUT = "execution_timeout"
 class AireiterWaitMixin:
     """Waiting for one AIReiter task, for an operator (``BaseOperator``) or a sensor.
 
-    The class using it sets ``aireiter_conn_id``, ``output_path`` and ``callback_poll_interval``, and
-    may override :meth:`timeout_exception` and :meth:`expects_callback`.
+    The class using it sets ``aireiter_conn_id``, ``output_path``, ``callback_poll_interval`` and
+    ``max_outage``, and may override :meth:`timeout_exception`, :meth:`expects_callback` and
+    ``not_found_grace``.
     """
 
     aireiter_conn_id: str
     output_path: Any
     callback_poll_interval: float
+    #: seconds without an answer from the service after which a wait fails; ``None``: until the deadline
+    max_outage: float | None
+    #: seconds of "api task not found" after which a wait fails (``None``: wait for the task to appear)
+    not_found_grace: float | None = None
     log: Any
 
     # ------------------------------------------------------------------ parts
@@ -93,6 +104,8 @@ class AireiterWaitMixin:
                 first_poll_at=now + interval,  # this task has just asked
                 resume_not_before=resume_not_before(now),
                 deadline_kind=deadline_kind,
+                max_outage=self.max_outage,
+                not_found_grace=self.not_found_grace,
             ),
             method_name="execute_complete",
             kwargs={
@@ -108,8 +121,21 @@ class AireiterWaitMixin:
     def check_then_defer(
         self, context: Context, hook: AireiterHook, out_task_id: str, wait_seconds: float, poll_interval: float
     ) -> TaskInfo | None:
-        """Ask once; a finished task is returned, a running one is deferred (this does not return)."""
-        info = hook.find_task(out_task_id)
+        """Ask once; a finished task is returned, a running one is deferred (this does not return).
+
+        A check that gets no answer defers all the same: the trigger asks again.
+        """
+        from airflow_provider_aireiter.exceptions import AireiterError
+
+        try:
+            info = hook.find_task(out_task_id, retry=False)
+        except AireiterError as error:
+            if not error.retryable:
+                raise
+            self.log.warning(
+                "Could not ask AIReiter about %s before deferring (%s); the trigger will.", out_task_id, error
+            )
+            info = None
         if info is not None and info.is_terminal:
             return info
         deadline, kind = self.wait_deadline(context, wait_seconds)
@@ -127,7 +153,7 @@ class AireiterWaitMixin:
         """The finished task after a resume; a callback for a task still running defers again."""
         from airflow_provider_aireiter.compat import AirflowTaskTimeout
         from airflow_provider_aireiter.completion import log_wake, resolve_event
-        from airflow_provider_aireiter.exceptions import AireiterTimeoutError
+        from airflow_provider_aireiter.exceptions import AireiterError, AireiterTimeoutError
 
         log_wake(self.log, event, deferred_at)
         if isinstance(event, dict) and event.get("deadline_kind"):
@@ -140,6 +166,12 @@ class AireiterWaitMixin:
                     f"execution_timeout reached while waiting in the triggerer. {error.message}"
                 ) from error
             raise self.timeout_exception(error) from None
+        except AireiterError as error:
+            if not (error.retryable and _is_callback(event)):
+                raise
+            # A callback woke the task, but the service does not answer: the trigger rides it out.
+            self.log.warning("Woken by a callback, but AIReiter did not answer (%s); waiting again.", error)
+            info = None
         if info is None:
             self.log.info("Woken by a callback, but AIReiter task %s is still running; waiting again.", out_task_id)
             interval = self.deferred_poll_interval(hook, self.poll_seconds())
@@ -156,3 +188,9 @@ class AireiterWaitMixin:
 
         outlets = getattr(self, "outlets", None)
         return finish(hook, info, output_path=self.output_path, context=context, outlets=outlets, log=self.log)
+
+
+def _is_callback(event: Any) -> bool:
+    from airflow_provider_aireiter.completion import CALLBACK_EVENT_STATUS
+
+    return isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS

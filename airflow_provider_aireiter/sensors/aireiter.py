@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    from airflow_provider_aireiter.retry import OutageLog
     from airflow_provider_aireiter.task_types import TaskInfo
 
 
@@ -30,17 +31,30 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
     three: a remote failure fails the sensor without retrying (there is nothing a retry could
     change) and ``soft_fail=True`` skips it instead; running out of ``timeout`` raises
     ``AirflowSensorTimeout`` (never retried; skipped with ``soft_fail``). Deferred, it is a callback
-    sensor: when the connection has a callback base URL, AIReiter's completion callback wakes it at
-    once and queries drop to ``callback_poll_interval``; ``execution_timeout`` also bounds the
-    deferred wait. An unknown ``out_task_id`` is waited for (a task may be queried before the service
-    shows it) until the timeout.
+    sensor: AIReiter's completion callback for the watched task wakes it at once, when that task was
+    submitted by this provider's operators with the connection's callbacks on. Only then
+    (``expect_callback=True``: the DAG author says so, as the sensor cannot know how a task was
+    submitted) do deferred queries drop to ``callback_poll_interval``; otherwise it polls at
+    ``poke_interval`` in every mode. ``execution_timeout`` also bounds the deferred wait. An unknown
+    ``out_task_id`` is waited for (a task may be queried before the service shows it) until the timeout.
+
+    A poke whose query fails (5xx, 429, a reset, a timeout, a garbled body) is not a failure: it is
+    logged (the first, then at most one warning a minute) and the sensor pokes again at its interval,
+    until its timeout; deferred, the trigger rides out failures the same way. ``max_outage`` gives up
+    sooner (in poke and deferrable mode; in reschedule mode each poke starts afresh, so only the
+    timeout bounds an outage there).
 
     :param out_task_id: the task to wait for (templated).
     :param aireiter_conn_id: the ``aireiter`` connection (templated).
     :param output_path: where to download the outputs (templated); see the operators.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poke_interval: seconds between queries.
-    :param callback_poll_interval: seconds between fallback queries in deferrable mode with callbacks on.
+    :param expect_callback: the watched task was submitted by this provider's operators with the
+        connection's callbacks on, so its completion callback wakes this sensor: deferred queries are
+        only a fallback, every ``callback_poll_interval``. Default ``False``: poll at ``poke_interval``.
+    :param callback_poll_interval: seconds between fallback queries in deferrable mode with ``expect_callback``.
+    :param max_outage: seconds (or a timedelta) without an answer from the service after which the
+        sensor fails (a retryable error); default ``None``: until the sensor's timeout.
     :param timeout: seconds (or a timedelta) before giving up (the sensor's usual timeout).
     """
 
@@ -55,7 +69,9 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         aireiter_conn_id: str = DEFAULT_CONN_ID,
         output_path: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        expect_callback: bool = False,
         callback_poll_interval: float = 60.0,
+        max_outage: float | timedelta | None = None,
         poke_interval: float | timedelta = 10.0,
         **kwargs: Any,
     ) -> None:
@@ -64,8 +80,14 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         self.aireiter_conn_id = aireiter_conn_id
         self.output_path = output_path
         self.deferrable = deferrable
+        self.expect_callback = expect_callback
         self.callback_poll_interval = callback_poll_interval
+        self.max_outage = max_outage.total_seconds() if isinstance(max_outage, timedelta) else max_outage
         self._missing_logged = False
+        self._outage: OutageLog | None = None
+
+    def expects_callback(self, hook: AireiterHook) -> bool:
+        return self.expect_callback and hook.settings.callbacks_enabled
 
     def poll_seconds(self) -> float:
         return float(self.poke_interval)
@@ -82,13 +104,36 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         return super().execute(context)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        from airflow_provider_aireiter.exceptions import AireiterError
+        from airflow_provider_aireiter.retry import OutageLog
+
         hook = self._hook()
-        info = hook.find_task(self.out_task_id)
+        if self._outage is None:
+            self._outage = OutageLog(self.log, f"the query of {self.out_task_id!r}", self.max_outage)
+        try:
+            info = hook.find_task(self.out_task_id, retry=False)  # Airflow's poke loop asks again
+        except AireiterError as error:
+            if not error.retryable:
+                raise
+            self._outage.failed(error, None if self.deferrable else self.poll_seconds())
+            if self.max_outage is not None and self._outage.down_for >= self.max_outage:
+                raise
+            if self.deferrable:
+                deadline, kind = self.wait_deadline(context, float(self.timeout))
+                self.defer_wait(
+                    self.out_task_id, deadline, kind, self.deferred_poll_interval(hook, self.poll_seconds())
+                )
+            return False
+        self._outage.answered()
         if info is not None and info.is_terminal:
             return PokeReturnValue(is_done=True, xcom_value=self.finish(hook, info, context))
         self._log_missing(info)
         if info is not None:
             self.log.info("AIReiter task %s is %s.", self.out_task_id, info.status)
+        return self._not_done_yet(context, hook)
+
+    def _not_done_yet(self, context: Context, hook: AireiterHook) -> bool:
+        """Deferred: wait in the triggerer from here on (does not return); else poke again later."""
         if self.deferrable:
             deadline, kind = self.wait_deadline(context, float(self.timeout))
             self.defer_wait(self.out_task_id, deadline, kind, self.deferred_poll_interval(hook, self.poll_seconds()))

@@ -13,9 +13,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterError, ErrorReason
 
-#: the statuses a trigger event can carry
-EVENT_STATUSES = ("success", "failed", "timeout", "error")
-
 
 class AireiterTaskTrigger(BaseTrigger):
     """Poll one AIReiter task until it finishes, then yield exactly one event.
@@ -23,8 +20,13 @@ class AireiterTaskTrigger(BaseTrigger):
     The trigger only reads (a triggerer restart may run it twice): the submit happened on the worker.
     Its deadline is absolute wall-clock time, so a restart does not restart the clock.
 
+    A failed query does not end the wait: it is asked again, backing off up to ``poll_interval``,
+    until the service answers or the deadline passes (then a ``timeout`` event, as if the task were
+    still running). Only an error no retry can fix, or ``max_outage`` when set, gives an ``error``.
+
     Event: ``{"status": "success" | "failed" | "timeout" | "error", "out_task_id": ..., "task": <task info
-    as plain JSON, or None>, "message": ..., "reason": <ErrorReason for "error">}``.
+    as plain JSON, or None>, "message": ..., "reason": <ErrorReason>, "error": <the error as plain JSON,
+    see AireiterError.to_event, for "error">}``.
 
     :param out_task_id: the task to wait for.
     :param deadline: epoch seconds at which to give up with a ``timeout`` event.
@@ -33,7 +35,10 @@ class AireiterTaskTrigger(BaseTrigger):
         of ``poll_interval`` on the event loop's clock, shared by every trigger of the triggerer (see
         :func:`poll_time`): each comes at most half an interval early or late, and once aligned exactly
         every ``poll_interval``.
-    :param max_consecutive_errors: transient query failures in a row before an ``error`` event.
+    :param max_outage: seconds without an answer from the service after which to stop with an
+        ``error`` event (the last error, still retryable); ``None`` (default): until the deadline.
+    :param not_found_grace: seconds of "api task not found" after which to stop with an ``error``
+        event; ``None`` (default, the sensor): wait for the task to appear until the deadline.
     :param first_poll_at: epoch seconds before which not to query (the deferring task has just asked);
         0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once. The
         first query goes to the first grid point at or after it, so up to one interval later.
@@ -50,20 +55,25 @@ class AireiterTaskTrigger(BaseTrigger):
         deadline: float,
         aireiter_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 10.0,
-        max_consecutive_errors: int = 5,
         first_poll_at: float = 0.0,
         resume_not_before: float = 0.0,
         deadline_kind: str = "timeout",
+        max_outage: float | None = None,
+        not_found_grace: float | None = None,
+        max_consecutive_errors: int | None = None,
     ) -> None:
+        # max_consecutive_errors: written by 0.2.0 into the rows of triggers deferred before an
+        # upgrade; accepted so those rows still load, and not used (the budget is time now).
         super().__init__()
         self.out_task_id = out_task_id
         self.deadline = float(deadline)
         self.aireiter_conn_id = aireiter_conn_id
         self.poll_interval = float(poll_interval)
-        self.max_consecutive_errors = int(max_consecutive_errors)
         self.first_poll_at = float(first_poll_at)
         self.resume_not_before = float(resume_not_before)
         self.deadline_kind = str(deadline_kind)
+        self.max_outage = None if max_outage is None else float(max_outage)
+        self.not_found_grace = None if not_found_grace is None else float(not_found_grace)
 
     @property
     def _step(self) -> float:
@@ -78,15 +88,16 @@ class AireiterTaskTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "aireiter_conn_id": self.aireiter_conn_id,
                 "poll_interval": self.poll_interval,
-                "max_consecutive_errors": self.max_consecutive_errors,
                 "first_poll_at": self.first_poll_at,
                 "resume_not_before": self.resume_not_before,
                 "deadline_kind": self.deadline_kind,
+                "max_outage": self.max_outage,
+                "not_found_grace": self.not_found_grace,
             },
         )
 
     def _event(
-        self, status: str, message: str, task: Any = None, reason: str | None = None, **extra: str
+        self, status: str, message: str, task: Any = None, reason: str | None = None, **extra: Any
     ) -> TriggerEvent:
         payload: dict[str, Any] = {
             "status": status,
@@ -121,12 +132,9 @@ class AireiterTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-        from airflow_provider_aireiter.retry import AireiterRetryPolicy
         from airflow_provider_aireiter.waiting import StatusWatcher
 
-        # The consecutive-failure budget is the hook's retry policy (tenacity): one place retries.
-        policy = AireiterRetryPolicy(max_attempts=self.max_consecutive_errors, max_delay=self.poll_interval)
-        hook = AireiterHook(self.aireiter_conn_id, retry_policy=policy)
+        hook = AireiterHook(self.aireiter_conn_id)
         watcher = StatusWatcher(self.log, self.out_task_id, time.time())
         info = None
         first_wait = min(self.first_poll_at, self.deadline) - time.time()
@@ -134,7 +142,10 @@ class AireiterTaskTrigger(BaseTrigger):
             await self._sleep_until_poll(first_wait, early=False)
         while True:
             try:
-                info = await hook.afind_task(self.out_task_id, stop_at=self.deadline)
+                info = await hook.afind_task(
+                    self.out_task_id, stop_at=self.deadline, poll_interval=self._step, give_up_after=self.max_outage
+                )
+                watcher.observe(info, not_found_grace=self.not_found_grace)
             except AireiterError as error:
                 if error.retryable and time.time() >= self.deadline:
                     # The retries ran into the deadline: a timeout, as if the last poll had said "running".
@@ -145,10 +156,10 @@ class AireiterTaskTrigger(BaseTrigger):
                     f"Stopped waiting for {self.out_task_id!r} after a failed query: {error.message}",
                     info,
                     reason=error.reason.value,
+                    error=error.to_event(),
                 )
                 yield await self._settled(event)
                 return
-            watcher.observe(info)
             if info is not None and info.is_terminal:
                 status = "success" if info.kind.value == "success" else "failed"
                 event = self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)

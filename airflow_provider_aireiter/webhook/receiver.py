@@ -189,6 +189,10 @@ class CallbackReceiver:
         self._limiter: anyio.CapacityLimiter | None = None
         self._lookups: dict[str, anyio.Lock] = {}
 
+    def close(self) -> None:
+        """Stop the pending-callback thread (callbacks still pending are left to polling)."""
+        self.pending.stop()
+
     def _threads(self) -> anyio.CapacityLimiter:
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.worker_threads)
@@ -318,4 +322,5 @@ def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:
         return JSONResponse(outcome.body, status_code=outcome.status)
 
     app.state.receiver = handler
+    app.router.on_shutdown.append(handler.close)  # when the app runs its own lifespan
     return app

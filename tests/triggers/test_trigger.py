@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
 from typing import Any
@@ -54,7 +55,7 @@ def test_serialize_round_trips_through_airflow_serde() -> None:
     row.encrypted_kwargs = json.dumps(worker_encoded(kwargs))  # as the Execution API stores a DeferTask
     restored_kwargs = row.kwargs
     assert restored_kwargs == kwargs
-    assert all(isinstance(v, str | int | float) for v in kwargs.values())  # plain JSON only
+    assert all(v is None or isinstance(v, str | int | float) for v in kwargs.values())  # plain JSON only
     restored = import_string(classpath)(**restored_kwargs)
     assert restored.serialize() == (classpath, kwargs)
 
@@ -87,16 +88,57 @@ def test_unknown_task_keeps_waiting_until_it_appears(scripted: ScriptedServer) -
 def test_transient_errors_are_retried_then_succeed(scripted: ScriptedServer) -> None:
     scripted.add(Answer(503, b"x"), Answer(429, b"{}", {"Retry-After": "0"}), Answer(200, b"{broken"))
     scripted.default = ok({"out_task_id": "t1", "status": "completed"})
-    (event,) = run_trigger(trigger(max_consecutive_errors=4))
+    (event,) = run_trigger(trigger())
     assert event["status"] == "success"
     assert len(scripted.received) == 4
 
 
-def test_bounded_consecutive_failures_give_an_error_event(scripted: ScriptedServer) -> None:
-    scripted.default = Answer(502, b"bad gateway")
-    (event,) = run_trigger(trigger(max_consecutive_errors=3))
-    assert event["status"] == "error" and event["reason"] == "transient"
-    assert len(scripted.received) == 3
+def test_failures_do_not_end_the_wait_however_many(scripted: ScriptedServer, capfd: pytest.CaptureFixture[str]) -> None:
+    """Forty failed queries in a row (0.2.0 gave up after five): the wait goes on, warns once, and says
+    when the service answers again."""
+    scripted.add(*[Answer(502, b"bad gateway")] * 40)
+    scripted.default = ok({"out_task_id": "t1", "status": "completed"})
+    (event,) = run_trigger(trigger(), limit=30)
+    assert event["status"] == "success"
+    assert len(scripted.received) == 41
+    logged = capfd.readouterr()
+    text = logged.out + logged.err
+    assert text.count("AIReiter has not answered for") == 1
+    assert "answered the query of 't1' again after 40 failed queries" in text
+
+
+def test_max_outage_gives_an_error_event_that_keeps_the_class(scripted: ScriptedServer) -> None:
+    from airflow_provider_aireiter.completion import task_from_event
+    from airflow_provider_aireiter.exceptions import AireiterGarbledResponseError
+
+    scripted.default = Answer(200, b'{"statusCode": 200, "da')
+    started = time.monotonic()
+    (event,) = run_trigger(trigger(max_outage=0.5))
+    assert 0.5 <= time.monotonic() - started < 5
+    assert event["status"] == "error" and event["error"]["class"] == "AireiterGarbledResponseError"
+    assert len(scripted.received) > 5
+    with pytest.raises(AireiterGarbledResponseError) as rebuilt:
+        task_from_event(json.loads(json.dumps(event)), "t1")
+    assert rebuilt.value.retryable
+
+
+def test_a_trigger_row_written_by_0_2_0_still_loads(scripted: ScriptedServer) -> None:
+    """Rows of triggers deferred before an upgrade carry max_consecutive_errors: accepted, not used."""
+    scripted.add(*[Answer(503, b"down")] * 8)
+    scripted.default = ok({"out_task_id": "t1", "status": "completed"})
+    old = trigger(max_consecutive_errors=3)
+    assert "max_consecutive_errors" not in old.serialize()[1]
+    assert run_trigger(old)[0]["status"] == "success"
+
+
+def test_a_submitted_task_unknown_past_its_grace_gives_an_error(scripted: ScriptedServer) -> None:
+    scripted.default = Answer(200, {"ok": True, "statusCode": 400, "message": "api task not found"})
+    (event,) = run_trigger(trigger(not_found_grace=0.3))
+    assert (event["status"], event["reason"], event["error"]["class"]) == (
+        "error",
+        "task_not_found",
+        "AireiterTaskNotFoundError",
+    )
 
 
 def test_auth_error_is_not_retried(scripted: ScriptedServer) -> None:
@@ -341,6 +383,6 @@ def test_an_infinite_poll_interval_polls_only_at_the_deadline(scripted: Scripted
 def test_an_outage_running_into_the_deadline_is_a_timeout(scripted: ScriptedServer) -> None:
     """Queries failing until the deadline: the wait timed out (the operator's retry reattaches), not an error."""
     scripted.default = Answer(503, b"upstream down")
-    (event,) = run_trigger(trigger(deadline=time.time() + 1.0, max_consecutive_errors=1000))
+    (event,) = run_trigger(trigger(deadline=time.time() + 1.0))
     assert event["status"] == "timeout" and event["reason"] == "timeout"
     assert "HTTP 503" in event["message"]

@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -65,7 +66,8 @@ class CountingLookup:
 class LiveServer:
     """Serve an ASGI app with uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, app: object) -> None:
+    def __init__(self, app: object, *, closers: tuple[Callable[[], None], ...] = ()) -> None:
+        self._closers = closers
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
@@ -87,6 +89,8 @@ class LiveServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+        for close in self._closers:  # what the app started (a receiver's pending-callback thread)
+            close()
 
 
 @dataclass
@@ -111,7 +115,7 @@ def start_receiver(**options: float) -> tuple[LiveServer, RecordingWaker, Counti
     lookup = CountingLookup()
     handler = CallbackReceiver(secret_lookup=lookup, waker=waker, **options)  # type: ignore[arg-type]
     root = Starlette(routes=[Mount(CALLBACK_MOUNT, app=create_callback_app(handler))])
-    return LiveServer(root), waker, lookup
+    return LiveServer(root, closers=(handler.close,)), waker, lookup
 
 
 def raw_exchange(port: int, head: bytes, body_parts: list[bytes], timeout: float = 10.0) -> tuple[int, bytes]:

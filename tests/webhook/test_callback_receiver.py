@@ -249,7 +249,7 @@ def test_lookup_failure_is_503_and_not_cached(callback_conns: None) -> None:
         return WakeResult(woken=1)
 
     handler = CallbackReceiver(secret_lookup=broken_lookup, waker=waker)
-    with LiveServer(create_callback_app(handler)) as server:
+    with LiveServer(create_callback_app(handler), closers=(handler.close,)) as server:
         url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         assert post(url).status_code == 503
         assert post(url).status_code == 503
@@ -261,7 +261,8 @@ def test_wake_failure_is_503(callback_conns: None) -> None:
     def failing_waker(conn_id: str, out_task_id: str) -> WakeResult:
         raise RuntimeError("database is locked")
 
-    with LiveServer(create_callback_app(CallbackReceiver(waker=failing_waker))) as server:
+    handler = CallbackReceiver(waker=failing_waker)
+    with LiveServer(create_callback_app(handler), closers=(handler.close,)) as server:
         url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
         answer = post(url)
     assert answer.status_code == 503
