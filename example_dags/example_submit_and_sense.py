@@ -37,6 +37,7 @@ with DAG(
         task_id="wait_for_video",
         out_task_id="{{ ti.xcom_pull(task_ids='submit')['out_task_id'] }}",
         deferrable=True,
+        expect_callback=True,  # the submit above sends a callback URL when the connection has callbacks on
         poke_interval=10,
         timeout=60 * 60,
         output_path=f"file://{MEDIA_ROOT}/sensed/{{{{ dag_run.run_after | ds }}}}/",

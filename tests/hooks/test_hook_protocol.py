@@ -214,3 +214,55 @@ def test_async_retries_after_a_failed_first_try_are_numbered_as_one_loop(
     with pytest.raises(AireiterTransientError):
         asyncio.run(run())
     assert len(scripted.received) == 3  # three tries in all, not a first try plus three
+
+
+# ------------------------------------------------------------------ "not found" is one exact answer
+
+
+def _business(code: int, message: str) -> Answer:
+    return Answer(200, {"ok": True, "statusCode": code, "message": message})
+
+
+@pytest.mark.parametrize("message", ["api task not found", "  API Task Not Found\n", "Api task not found "])
+def test_the_documented_not_found_answer_is_matched_exactly(scripted: ScriptedServer, message: str) -> None:
+    scripted.add(_business(400, message))
+    assert hook().find_task("t1") is None
+
+
+@pytest.mark.parametrize("message", ["model not found", "image not found", "task not found", "api task not found: t1"])
+def test_another_not_found_answer_is_not_task_not_found(scripted: ScriptedServer, message: str) -> None:
+    """Only the documented answer means "no such task"; any other is a refusal (and never "safe to re-send")."""
+    scripted.add(_business(400, message))
+    with pytest.raises(AireiterInvalidRequestError) as caught:
+        hook().find_task("t1")
+    assert not isinstance(caught.value, AireiterTaskNotFoundError)
+
+
+@pytest.mark.parametrize("message", ["model not found", "task not found"])
+def test_a_lost_submit_whose_recheck_meets_another_not_found_is_not_sent_again(
+    scripted: ScriptedServer, message: str
+) -> None:
+    from airflow_provider_aireiter.exceptions import AireiterSubmitOutcomeUnknownError
+
+    scripted.add(Answer(502, b"bad gateway"), _business(400, message))
+    scripted.default = ok(SUBMITTED)
+    with pytest.raises(AireiterSubmitOutcomeUnknownError, match="was not sent again"):
+        hook().submit("seedream_v5_lite", {"prompt": "x"}, "t1")
+    assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]
+
+
+@pytest.mark.parametrize("message", ["out_task_id already exists", "duplicate", "任务已存在", ""])
+def test_a_refused_submit_reattaches_when_a_query_finds_the_id_whatever_the_message(
+    scripted: ScriptedServer, message: str
+) -> None:
+    scripted.add(_business(400, message), ok({"out_task_id": "t1", "status": "processing"}))
+    result = hook().submit("seedream_v5_lite", {"prompt": "x"}, "t1")
+    assert result.reattached and result.status == "processing"
+    assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]
+
+
+def test_a_refused_submit_whose_id_is_unknown_raises_the_refusal(scripted: ScriptedServer) -> None:
+    scripted.add(_business(400, "prompt already exists in a banned list"), _business(400, "api task not found"))
+    with pytest.raises(AireiterInvalidRequestError, match="banned list"):
+        hook().submit("seedream_v5_lite", {"prompt": "x"}, "t1")
+    assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]

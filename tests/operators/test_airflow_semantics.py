@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,96 @@ def test_rerunning_a_finished_task_reattaches_or_regenerates(
         assert second["image"]["out_task_id"] == ids[1]
     else:
         assert len(ids) == 1 and second["image"]["out_task_id"] == ids[0]
+
+
+def test_a_task_cleared_after_its_prompt_changed_generates_anew_once(
+    aireiter_connection: Emulator, tmp_path: Path, logs: Any
+) -> None:
+    """Clearing is how Airflow users redo a task: a changed prompt must not hand back the old media,
+    and clearing again without a change must not pay again."""
+    from datetime import datetime, timezone
+
+    from tests.operators.dagtest_helpers import submit_bodies
+
+    when = datetime(2026, 5, 1, tzinfo=timezone.utc)
+
+    def run(prompt: str, n: int) -> dict[str, Any]:
+        body = f"""
+        image = SeedreamV5LiteOperator(task_id="image", prompt={prompt!r}, aspect_ratio="16:9", poll_interval=0.1)
+        collect({{"image": image.output}})
+        """
+        state, results = run_dag("cleared_after_change", body, tmp_path / str(n), logical_date=when, run_after=when)
+        assert state == "success"
+        return results["image"]
+
+    red = run("a red kite", 1)
+    blue = run("a blue kite", 2)  # the DAG file changed, then the task was cleared
+    text = logs()
+    bodies = submit_bodies(aireiter_connection)
+    assert [b["params"]["prompt"] for b in bodies] == ["a red kite", "a blue kite"]
+    assert bodies[1]["out_task_id"] == red["out_task_id"] + "-r2" == blue["out_task_id"]
+    assert blue["outputs"][0]["url"] != red["outputs"][0]["url"]
+    assert "was made from another request: params.prompt changed since" in text
+    assert "aspect_ratio" not in text.split("was made from another request")[1].split("\n")[0]
+
+    again = run("a blue kite", 3)  # cleared once more, nothing changed: the blue task, nothing paid
+    assert again["out_task_id"] == blue["out_task_id"] and again["outputs"] == blue["outputs"]
+    assert len(submit_bodies(aireiter_connection)) == 2
+    assert "with the same model and params: reattaching, nothing is submitted" in logs()
+
+
+def test_a_cleared_task_whose_request_did_not_change_reattaches(aireiter_connection: Emulator, tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from tests.operators.dagtest_helpers import submit_bodies
+
+    when = datetime(2026, 5, 2, tzinfo=timezone.utc)
+    body = """
+    image = SeedreamV5LiteOperator(task_id="image", prompt="a red kite", poll_interval=0.1)
+    collect({"image": image.output})
+    """
+    first_state, first = run_dag("cleared_unchanged", body, tmp_path / "1", logical_date=when, run_after=when)
+    second_state, second = run_dag("cleared_unchanged", body, tmp_path / "2", logical_date=when, run_after=when)
+    assert (first_state, second_state) == ("success", "success")
+    assert len(submit_bodies(aireiter_connection)) == 1
+    assert second["image"] == first["image"]
+
+
+@pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.0, 3600.0)})
+@pytest.mark.parametrize("expect_callback", [False, True])
+def test_a_deferred_sensor_stretches_its_interval_only_when_told_a_callback_comes(
+    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, expect_callback: bool
+) -> None:
+    """Callback settings on the connection are not enough: the watched task may have been submitted
+    without a callback URL (elsewhere), and then the 60 s fallback would be the only poll."""
+    from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AIREITER_DEFAULT",
+        conn_json(
+            aireiter_connection.base_url,
+            aireiter_connection.api_key,
+            callback_base_url="http://127.0.0.1:9",
+            callback_secret="0123456789abcdef0123",
+        ),
+    )
+    AireiterHook().submit("seedream_v5_lite", {"prompt": "x"}, "watched")  # no callback URL
+
+    def complete_2_s_after_the_first_poke() -> None:
+        while aireiter_connection.query_count("watched") < 1:
+            time.sleep(0.05)
+        time.sleep(2)
+        aireiter_connection.complete_task("watched")
+
+    threading.Thread(target=complete_2_s_after_the_first_poke, daemon=True).start()
+    body = f"""
+    AireiterTaskSensor(task_id="wait", out_task_id="watched", deferrable=True, poke_interval=0.2,
+                       callback_poll_interval=8, expect_callback={expect_callback}, timeout=60)
+    """
+    state, _ = run_dag(f"sensor_interval_{expect_callback}", body, tmp_path)
+    assert state == "success"
+    queries = aireiter_connection.query_count("watched")
+    if expect_callback:
+        assert queries <= 3  # the poke, then the fallback poll 8 s later
+    else:
+        assert queries >= 4  # every 0.2 s until the task completes 2 s after the first poke

@@ -20,7 +20,13 @@ PULL = "{{ ti.xcom_pull(task_ids='submit')['out_task_id'] }}"
 with DAG("cb_sensor", schedule=None, start_date=START, catchup=False):
     submit = Seedance15ProOperator(task_id="submit", prompt="woken by a callback", wait_for_completion=False)
     submit >> AireiterTaskSensor(
-        task_id="wait", out_task_id=PULL, deferrable=True, poke_interval=5, callback_poll_interval=600, timeout=600
+        task_id="wait",
+        out_task_id=PULL,
+        deferrable=True,
+        poke_interval=5,
+        expect_callback=True,
+        callback_poll_interval=600,
+        timeout=600,
     )
 
 with DAG("poll_sensor", schedule=None, start_date=START, catchup=False):
