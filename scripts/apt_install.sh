@@ -22,11 +22,18 @@ apt_install() {
     local log
     log="$(mktemp -t "$who-apt.XXXXXX")"
     echo "$who: installing $* via apt-get (once per machine)" >&2
+    local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@")
     if ! {
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q && "${sudo[@]}" "${install[@]}"
     } >"$log" 2>&1 </dev/null; then
+        # An earlier install that was killed half-way leaves dpkg "interrupted": finish it, then try once more.
+        if grep -q "dpkg was interrupted" "$log" && {
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive dpkg --configure -a && "${sudo[@]}" "${install[@]}"
+        } >>"$log" 2>&1 </dev/null; then
+            rm -f "$log"
+            return 0
+        fi
         echo "$who: apt-get failed, last lines of its output:" >&2
         tail -n 40 "$log" >&2
         rm -f "$log"

@@ -118,12 +118,7 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
             self._outage.failed(error, None if self.deferrable else self.poll_seconds())
             if self.max_outage is not None and self._outage.down_for >= self.max_outage:
                 raise
-            if self.deferrable:
-                deadline, kind = self.wait_deadline(context, float(self.timeout))
-                self.defer_wait(
-                    self.out_task_id, deadline, kind, self.deferred_poll_interval(hook, self.poll_seconds())
-                )
-            return False
+            return self._not_done_yet(context, hook)  # deferred: the trigger rides the outage out
         self._outage.answered()
         if info is not None and info.is_terminal:
             return PokeReturnValue(is_done=True, xcom_value=self.finish(hook, info, context))

@@ -18,13 +18,16 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 def run_helper(tmp_path: Path, apt_body: str | None, *packages: str) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "mktemp", "tail", "rm", "id", "env", "cat", "dirname"):
+    for tool in ("bash", "mktemp", "tail", "rm", "id", "env", "cat", "dirname", "grep"):
         target = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
         (bin_dir / tool).symlink_to(target)
     if apt_body is not None:
         fake = bin_dir / "apt-get"
         fake.write_text(f'#!{bin_dir / "bash"}\necho "apt-get $*" >> {tmp_path / "calls"}\n{apt_body}\n')
         fake.chmod(0o755)
+        dpkg = bin_dir / "dpkg"  # a stand-in too: the helper may finish an interrupted install
+        dpkg.write_text(f'#!{bin_dir / "bash"}\necho "dpkg $*" >> {tmp_path / "calls"}\n')
+        dpkg.chmod(0o755)
     script = (
         f"set -euo pipefail; source {SCRIPTS / 'apt_install.sh'}; apt_install probe {' '.join(packages)}; echo after"
     )
@@ -67,3 +70,31 @@ def test_no_apt_get_names_what_is_missing(tmp_path: Path) -> None:
     done = run_helper(tmp_path, None, "chromium", "chromium-driver")
     assert done.returncode == 1
     assert "probe: chromium chromium-driver missing and apt-get is unavailable" in done.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
+)
+def test_an_install_interrupted_earlier_is_finished_then_retried_once(tmp_path: Path) -> None:
+    # The first install meets dpkg's "interrupted" state (an earlier apt-get was killed half-way).
+    first_install_fails = (
+        'if [ "$1" = install ] && [ ! -e "$HOME/retried" ]; then : > "$HOME/retried"; '
+        "echo \"E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct the problem.\"; "
+        "exit 100; fi"
+    )
+    done = run_helper(tmp_path, first_install_fails, "chromium")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "after\n"
+    calls = [" ".join(line.split()[:2]) for line in (tmp_path / "calls").read_text().splitlines()]
+    assert calls == ["apt-get update", "apt-get install", "dpkg --configure", "apt-get install"]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
+)
+def test_another_failure_is_not_retried(tmp_path: Path) -> None:
+    always_fails = 'if [ "$1" = install ]; then echo "E: Unable to fetch some archives"; exit 100; fi'
+    done = run_helper(tmp_path, always_fails, "chromium")
+    assert done.returncode == 1
+    calls = [line.split()[1] for line in (tmp_path / "calls").read_text().splitlines()]
+    assert calls == ["update", "install"]
