@@ -125,9 +125,16 @@ def finish(
     out_id = info.out_task_id or "aireiter"
     outputs: list[dict[str, Any]] = []
     if output_path:
+        from airflow_provider_aireiter.hooks.downloads import output_record, write_output_record
+
         directory = output_directory(output_path)
+        ti = context.get("ti") if hasattr(context, "get") else None
         for index, url in enumerate(info.output_urls):
             got = hook.download(url, directory, f"{out_id}_{index}")
+            if ti is not None:  # what lets the media view serve this file, and only for this task instance
+                map_index = getattr(ti, "map_index", -1)
+                record = output_record(ti.dag_id, ti.run_id, ti.task_id, map_index, index, got.size)
+                write_output_record(directory, got, record)
             outputs.append({"url": url, "path": got.path, "content_type": got.content_type, "size": got.size})
     else:
         outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]

@@ -65,7 +65,18 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": None,
                         "default": str(DEFAULT_SETTLE_SECONDS),
-                    }
+                    },
+                    "media_roots": {
+                        "description": "Comma-separated storage URIs (file:///data/media, s3://bucket/media) "
+                        "under which the media view, in the API server, may serve the outputs the operators "
+                        "stored. Nothing stored is served unless it lies under one of them: set them to the "
+                        "output_path roots of your DAGs. Outputs elsewhere are listed with their path and a "
+                        "link to the service's URL, but not served.",
+                        "version_added": "0.3.0",
+                        "type": "string",
+                        "example": "file:///data/aireiter-media,s3://my-bucket/aireiter",
+                        "default": "",
+                    },
                 },
             }
         },

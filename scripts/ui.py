@@ -81,6 +81,7 @@ def environment(port: int, conn_json: str) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json,
         "AIREITER_MEDIA_ROOT": str(HOME / "media"),
+        "AIRFLOW__AIREITER__MEDIA_ROOTS": f"file://{HOME / 'media'}",  # what the media view may serve
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }

@@ -9,6 +9,7 @@ No ``Authorization`` header is sent: output URLs live on a CDN, and the API key 
 from __future__ import annotations
 
 import contextlib
+import json
 import mimetypes
 import posixpath
 import uuid
@@ -146,6 +147,36 @@ def stream_to_path(
             )
         partial.rename(final)
     return DownloadedFile(url=url, path=str(final), content_type=content_type, size=written)
+
+
+def record_name(file_name: str) -> str:
+    """The name of the record written next to a stored output (hidden, so it is never taken for one)."""
+    return f".{file_name}.aireiter.json"
+
+
+def output_record(dag_id: str, run_id: str, task_id: str, map_index: int, index: int, size: int) -> dict[str, Any]:
+    """What is recorded next to a stored output: the task instance it was stored for, and its size.
+
+    The media view serves a stored file only when this record names the very task instance and output
+    index whose result points at it (``media_view/records.py``). Users who can edit an XCom cannot write
+    to the media storage, so an edited result cannot point the view at a file stored for anything else.
+    """
+    return {
+        "aireiter_output": 1,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "map_index": map_index,
+        "index": index,
+        "size": size,
+    }
+
+
+def write_output_record(directory: Any, stored: DownloadedFile, record: dict[str, Any]) -> None:
+    """Write ``record`` next to ``stored`` (overwritten by a retry: the same task instance, the same file)."""
+    name = posixpath.basename(urlsplit(stored.path).path if "://" in stored.path else stored.path)
+    with (directory / record_name(name)).open("w") as sink:
+        sink.write(json.dumps(record, sort_keys=True))
 
 
 def _remove_quietly(path: Any) -> None:

@@ -4,45 +4,86 @@ Every route depends on the API server's own security dependencies (``requires_ac
 reads the caller from the ``Authorization`` header or the UI's ``_token`` cookie that a same-origin
 iframe sends): no credentials is 401, a user the auth manager does not let read the DAG's task
 instances and XComs is 403. A file is only ever looked up by task instance and output index among
-the outputs recorded in that task instance's result; no path from the request is opened.
+the outputs recorded in that task instance's result; no path from the request is opened, and a
+recorded path is served only when :func:`~.records.servable` says the provider stored it for that
+very task instance under the ``[aireiter] media_roots`` the administrator allowed. The server never
+redirects: an output that was not stored is a link to the service's URL in the page.
+
+Odd input is a 4xx, never a 500: ``map_index`` and ``n`` are bounded, ``width`` is one of
+:data:`.thumbnails.WIDTHS` and only for images, a DAG, run or task instance that does not exist is
+404. Every route answers ``HEAD`` like ``GET``, without the body.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagAccessEntity
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import requires_access_dag, requires_access_view
+from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from airflow_provider_aireiter.media_view import thumbnails
 from airflow_provider_aireiter.media_view.docs_page import docs_page
 from airflow_provider_aireiter.media_view.pages import gallery_page, task_instance_page
-from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile, media_entries, servable_path
-from airflow_provider_aireiter.media_view.streaming import file_response, open_stored
+from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile, media_entries, media_roots, servable
+from airflow_provider_aireiter.media_view.streaming import file_response, open_servable
 
 #: How many runs the DAG-level gallery shows, newest first.
 RUNS_PER_DAG_PAGE = 10
 GALLERY_THUMB_WIDTH = 320
-_PAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+#: the largest map index and output index accepted (a database integer holds them)
+MAX_INDEX = 2**31 - 1
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    # Server-rendered pages without script: only their own media and inline style, framed by Airflow's UI.
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'",
+}
 
 
 def _map_index(value: str | None) -> int | None:
     """``None`` (every map index) for an absent value or the UI's unsubstituted ``{MAP_INDEX}``."""
     if value is None or value in ("", "{MAP_INDEX}"):
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = -2
-    if number < -1:
-        raise HTTPException(422, f"map_index={value!r} is not allowed; allowed: -1 or a map index >= 0")
-    return number
+    text = value.strip()
+    if not (text == "-1" or (text.isdigit() and len(text) <= 10 and int(text) <= MAX_INDEX)):
+        raise HTTPException(422, f"map_index={value[:40]!r} is not allowed; allowed: -1 or 0 to {MAX_INDEX}")
+    return int(text)
+
+
+def _html(request: Request, html: str) -> HTMLResponse:
+    return _head_or_get(request, HTMLResponse, html.encode(), _PAGE_HEADERS, "text/html; charset=utf-8")
+
+
+def _head_or_get(request: Request, cls: Any, body: bytes, headers: dict[str, str], media_type: str) -> Any:
+    """The response; for ``HEAD`` the same headers (``Content-Length`` included) without the body."""
+    if request.method != "HEAD":
+        return cls(body, headers=headers, media_type=media_type)
+    return cls(b"", headers={**headers, "Content-Length": str(len(body))}, media_type=media_type)
+
+
+def _require_run(session: Any, dag_id: str, run_id: str) -> None:
+    found = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).limit(1))
+    if found is None:
+        raise HTTPException(404, "No such DAG run.")
+
+
+def _require_task(session: Any, dag_id: str, run_id: str, task_id: str) -> None:
+    found = session.scalar(
+        select(TaskInstance.id)
+        .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)
+        .limit(1)
+    )
+    if found is None:
+        raise HTTPException(404, "No such task in this DAG run.")
 
 
 def create_media_app() -> FastAPI:
@@ -70,10 +111,12 @@ def create_media_app() -> FastAPI:
 
         return file_url
 
-    def servable(entry: MediaEntry, file: MediaFile) -> bool:
-        return servable_path(entry, file) is not None
+    def can_serve(entry: MediaEntry, file: MediaFile) -> bool:
+        return servable(entry, file, roots) is not None
 
-    @app.get("/ti", response_class=HTMLResponse, dependencies=readable)
+    roots = media_roots()  # read once: the API server's configuration
+
+    @app.api_route("/ti", methods=["GET", "HEAD"], response_class=HTMLResponse, dependencies=readable)
     def task_instance_view(
         request: Request,
         session: SessionDep,
@@ -82,18 +125,22 @@ def create_media_app() -> FastAPI:
         task_id: str,
         map_index: Annotated[str | None, Query()] = None,
     ) -> HTMLResponse:
-        entries = media_entries(session, dag_id, run_id, task_id, _map_index(map_index))
-        html = task_instance_page(f"Media of {task_id}", entries, file_url_for(request), servable)
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+        index = _map_index(map_index)
+        _require_task(session, dag_id, run_id, task_id)
+        entries = media_entries(session, dag_id, run_id, task_id, index)
+        return _html(request, task_instance_page(f"Media of {task_id}", entries, file_url_for(request), can_serve))
 
-    @app.get("/run", response_class=HTMLResponse, dependencies=readable)
+    @app.api_route("/run", methods=["GET", "HEAD"], response_class=HTMLResponse, dependencies=readable)
     def run_gallery(request: Request, session: SessionDep, dag_id: str, run_id: str) -> HTMLResponse:
+        _require_run(session, dag_id, run_id)
         runs = [(run_id, media_entries(session, dag_id, run_id))]
-        html = gallery_page(f"Media gallery of {dag_id}", runs, file_url_for(request), servable, GALLERY_THUMB_WIDTH)
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+        title = f"Media gallery of {dag_id}"
+        return _html(request, gallery_page(title, runs, file_url_for(request), can_serve, GALLERY_THUMB_WIDTH))
 
-    @app.get("/dag", response_class=HTMLResponse, dependencies=readable)
+    @app.api_route("/dag", methods=["GET", "HEAD"], response_class=HTMLResponse, dependencies=readable)
     def dag_gallery(request: Request, session: SessionDep, dag_id: str) -> HTMLResponse:
+        if session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id)) is None:
+            raise HTTPException(404, "No such DAG.")
         run_ids = session.scalars(
             select(DagRun.run_id)
             .where(DagRun.dag_id == dag_id)
@@ -102,22 +149,26 @@ def create_media_app() -> FastAPI:
         ).all()
         runs = [(run_id, media_entries(session, dag_id, run_id)) for run_id in run_ids]
         title = f"Media gallery of {dag_id} (newest {RUNS_PER_DAG_PAGE} runs first)"
-        html = gallery_page(title, runs, file_url_for(request), servable, GALLERY_THUMB_WIDTH)
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+        return _html(request, gallery_page(title, runs, file_url_for(request), can_serve, GALLERY_THUMB_WIDTH))
 
-    @app.get("/docs", response_class=HTMLResponse, dependencies=[Depends(requires_access_view(AccessView.DOCS))])
-    def provider_docs() -> HTMLResponse:
-        return HTMLResponse(docs_page(), headers=_PAGE_HEADERS)
+    @app.api_route(
+        "/docs",
+        methods=["GET", "HEAD"],
+        response_class=HTMLResponse,
+        dependencies=[Depends(requires_access_view(AccessView.DOCS))],
+    )
+    def provider_docs(request: Request) -> HTMLResponse:
+        return _html(request, docs_page())
 
-    @app.get("/file", dependencies=readable)
+    @app.api_route("/file", methods=["GET", "HEAD"], dependencies=readable)
     def output_file(
         request: Request,
         session: SessionDep,
         dag_id: str,
         run_id: str,
         task_id: str,
-        map_index: int,
-        n: Annotated[int, Query(ge=0)],
+        map_index: Annotated[int, Query(ge=-1, le=MAX_INDEX)],
+        n: Annotated[int, Query(ge=0, le=MAX_INDEX)],
         width: int | None = None,
     ) -> Response:
         if width is not None and width not in thumbnails.WIDTHS:
@@ -128,21 +179,23 @@ def create_media_app() -> FastAPI:
         if not found:
             raise HTTPException(404, "No such output of this task instance.")
         entry, file = found[0]
-        if file.path:
-            path_text = servable_path(entry, file)
-            if path_text is None:
-                raise HTTPException(404, "This output's recorded path is not a file the provider wrote.")
-            try:
-                if width is not None and file.kind == "image" and thumbnails.pillow_available():
-                    path = open_stored(path_text)
-                    data = thumbnails.thumbnail(path, path_text, int(path.stat().st_size), width)
-                    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
-                return file_response(path_text, file.content_type, request.headers.get("range"))
-            except FileNotFoundError:
-                raise HTTPException(404, "The stored file is gone from its storage.") from None
-        if file.url and urlsplit(file.url).scheme in ("http", "https"):
-            # Nothing was stored: the service URL is all there is (it may have expired).
-            return RedirectResponse(file.url, status_code=307)
-        raise HTTPException(404, "This output was not stored and has no http(s) URL.")
+        if not file.path:
+            raise HTTPException(404, "This output was not stored; the page links to the service's URL instead.")
+        stored = servable(entry, file, roots)
+        if stored is None:
+            raise HTTPException(404, "This output is not a media file the provider stored for this task instance.")
+        try:
+            if width is not None:
+                if not stored.media_type.startswith("image/"):
+                    raise HTTPException(422, "width is only for images.")
+                if thumbnails.pillow_available():
+                    data = thumbnails.thumbnail(lambda: open_servable(stored), stored.path, stored.size, width)
+                    headers = {"Cache-Control": "private, max-age=300", "X-Content-Type-Options": "nosniff"}
+                    return _head_or_get(request, Response, data, headers, "image/jpeg")
+            return file_response(stored, request.headers.get("range"), head=request.method == "HEAD")
+        except thumbnails.NotThumbnailable as error:
+            raise HTTPException(422, f"No thumbnail: {error}.") from None
+        except FileNotFoundError:
+            raise HTTPException(404, "The stored file is gone from its storage.") from None
 
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from html import escape
 from itertools import groupby
+from urllib.parse import urlsplit
 
 from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile
 
@@ -50,14 +51,28 @@ def _location(file: MediaFile, servable: bool) -> str:
     if file.path and servable:
         return escape(file.path)
     if file.path:
-        return f"{escape(file.path)} <span class='muted'>(not a file the provider wrote; not served)</span>"
-    return "not stored (no <code>output_path</code>); shown from the service URL, which may expire"
+        return (
+            f"{escape(file.path)} <span class='muted'>(not served: not a media file the provider stored for "
+            "this task instance under the media roots the administrator allowed)</span>"
+        )
+    return "not stored (no <code>output_path</code>)"
+
+
+def _service_link(url: str | None) -> str | None:
+    """A link to the service's URL of an output that was not stored (http(s) only; the server never redirects)."""
+    if not url or urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return (
+        f"<a class='service-link' href='{escape(url)}' target='_blank' rel='noopener noreferrer'>"
+        "open it at the service</a> <span class='muted'>(the service's URL, outside Airflow; it may expire)</span>"
+    )
 
 
 def _file_html(entry: MediaEntry, file: MediaFile, src: str | None, full: str | None, servable: bool) -> str:
     label = f"{entry.task_id} output {file.index}"
+    link = _service_link(file.url) if src is None else None
     if src is None:
-        media = "<p class='muted'>Nothing to show: no stored file and no http(s) service URL.</p>"
+        media = f"<p>{link}</p>" if link else "<p class='muted'>Nothing to show: no stored file.</p>"
     elif file.kind == "image":
         media = f"<a href='{escape(full or src)}' target='_blank'><img src='{escape(src)}' alt='{escape(label)}'></a>"
     elif file.kind == "video":
@@ -81,8 +96,8 @@ def _entry_html(
     files = []
     for file in entry.files:
         ok = servable(entry, file)
-        src = file_url(entry, file, thumb if file.kind == "image" and ok else None) if ok or file.url else None
-        full = file_url(entry, file, None) if ok or file.url else None
+        src = file_url(entry, file, thumb if file.kind == "image" else None) if ok else None
+        full = file_url(entry, file, None) if ok else None
         files.append(_file_html(entry, file, src, full, ok))
     where = "" if entry.map_index < 0 else f" [map index {entry.map_index}]"
     credits = "unknown" if entry.credits_used is None else str(entry.credits_used)

@@ -8,14 +8,17 @@ other XCom is ignored, so a task instance of another operator shows the empty st
 from __future__ import annotations
 
 import json
+import os
 import posixpath
-import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from airflow_provider_aireiter.hooks.downloads import output_record, record_name
 
 IMAGE_EXTENSIONS = (".png", ".jpeg", ".jpg", ".webp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")
@@ -163,26 +166,131 @@ def media_entries(
     ]
 
 
-_SAFE_EXT = re.compile(r"\.[a-z0-9]{2,5}")
+#: the media types served, by the extension the provider gives a download (hooks/downloads.py), each
+#: with the first bytes a file of that type starts with; nothing else is ever served
+MEDIA_TYPES: dict[str, tuple[str, tuple[tuple[int, bytes], ...]]] = {
+    ".png": ("image/png", ((0, b"\x89PNG\r\n\x1a\n"),)),
+    ".jpeg": ("image/jpeg", ((0, b"\xff\xd8\xff"),)),
+    ".jpg": ("image/jpeg", ((0, b"\xff\xd8\xff"),)),
+    ".gif": ("image/gif", ((0, b"GIF87a"), (0, b"GIF89a"))),
+    ".webp": ("image/webp", ((8, b"WEBP"),)),
+    ".mp4": ("video/mp4", ((4, b"ftyp"),)),
+    ".mov": ("video/quicktime", ((4, b"ftyp"), (4, b"moov"), (4, b"wide"), (4, b"mdat"))),
+    ".webm": ("video/webm", ((0, b"\x1a\x45\xdf\xa3"),)),
+}
 
 
-def servable_path(entry: MediaEntry, file: MediaFile) -> str | None:
-    """The stored path of ``file`` if it is one the provider wrote, else ``None``.
+@dataclass(frozen=True)
+class Servable:
+    """A stored output the view may serve: where it is, its media type and size."""
 
-    The provider names outputs ``<out_task_id>_<index>.<ext>`` (hooks/downloads.py). A result dict can
-    also be written by other means (a DAG's own return value, the REST API's XCom routes), so a path
-    that does not have exactly that name, or has ``..`` segments, is never opened: the view cannot be
-    turned into a reader of arbitrary files of the API server.
+    path: str
+    media_type: str
+    size: int
+
+
+def media_roots() -> list[str]:
+    """``[aireiter] media_roots``: the storage URIs under which stored outputs may be served (none by default)."""
+    from airflow_provider_aireiter.compat import conf
+
+    raw = conf.get("aireiter", "media_roots", fallback="") or ""
+    return [root.strip() for root in raw.split(",") if root.strip()]
+
+
+def _location(uri: str) -> tuple[str, str, str] | None:
+    """``(scheme, netloc, normalized path)`` of a storage URI or a local path; ``None`` if it is odd."""
+    parts = urlsplit(uri if "://" in uri else "file://" + uri)
+    if parts.query or parts.fragment or not parts.path.startswith("/") or "\x00" in parts.path:
+        return None
+    if ".." in parts.path.split("/"):
+        return None
+    return parts.scheme.lower(), parts.netloc.lower(), posixpath.normpath(parts.path)
+
+
+def _under_a_root(location: tuple[str, str, str], roots: list[str]) -> bool:
+    scheme, netloc, path = location
+    if scheme == "file":
+        path = os.path.realpath(path)  # a symlinked folder that leads out of every root is out
+    for root in roots:
+        allowed = _location(root)
+        if allowed is None or allowed[:2] != (scheme, netloc):
+            continue
+        prefix = allowed[2].rstrip("/") + "/"
+        if scheme == "file":
+            prefix = os.path.realpath(allowed[2]).rstrip("/") + "/"
+        if path.startswith(prefix):
+            return True
+    return False
+
+
+def _recorded_for(entry: MediaEntry, file: MediaFile, record: Any, size: int) -> bool:
+    expected = output_record(entry.dag_id, entry.run_id, entry.task_id, entry.map_index, file.index, size)
+    return isinstance(record, dict) and all(record.get(key) == value for key, value in expected.items())
+
+
+def servable(entry: MediaEntry, file: MediaFile, roots: list[str] | None = None) -> Servable | None:
+    """The stored output ``file`` of ``entry`` if the view may serve it, else ``None``.
+
+    Everything in a result dict may have been edited (an XCom is editable through the REST API), so
+    the view serves a recorded path only when all of these hold:
+
+    * the name is one the provider gives an output (``<out_task_id>_<index>.<ext>``, no ``..``);
+    * it lies under one of the ``[aireiter] media_roots`` the administrator listed (none by default:
+      then nothing stored is served); a local path is resolved first (a symlinked folder leading out
+      of the roots is out), and a file that is itself a symlink, not a regular file, or has other hard
+      links is refused;
+    * the record the provider wrote next to it when it stored it (:func:`record_name`) names this
+      very task instance and output index, and the file still has the size recorded. Users who may
+      edit XComs cannot write to the media storage, so they cannot make one;
+    * its extension is one of :data:`MEDIA_TYPES` and its first bytes are that type's.
+
+    The media type served is the one of that table, never the one a result dict recorded.
     """
     if not file.path:
         return None
-    location = urlsplit(file.path).path if "://" in file.path else file.path
-    if ".." in location.split("/"):
+    location = _location(file.path)
+    if location is None:
         return None
-    name = posixpath.basename(location)
+    name = posixpath.basename(location[2])
     stem, ext = posixpath.splitext(name)
-    if stem != f"{entry.out_task_id}_{file.index}" or not _SAFE_EXT.fullmatch(ext.lower()):
+    ext = ext.lower()
+    if stem != f"{entry.out_task_id}_{file.index}" or ext not in MEDIA_TYPES:
         return None
-    if not name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
+    if not _under_a_root(location, media_roots() if roots is None else roots):
         return None
-    return file.path
+    media_type, signatures = MEDIA_TYPES[ext]
+    try:
+        if location[0] == "file":
+            size = _local_regular_file_size(location[2])
+            if size is None:
+                return None
+            with open(location[2], "rb") as handle:
+                head = handle.read(16)
+            with open(posixpath.join(posixpath.dirname(location[2]), record_name(name)), "rb") as handle:
+                record = json.loads(handle.read(4096))
+            path = location[2]
+        else:
+            from airflow_provider_aireiter.media_view.streaming import open_stored
+
+            stored = open_stored(file.path)
+            size = int(stored.stat().st_size)
+            with stored.open("rb") as handle:
+                head = handle.read(16)
+            with (stored.parent / record_name(name)).open("rb") as handle:
+                record = json.loads(handle.read(4096))
+            path = file.path
+    except (OSError, ValueError):
+        return None
+    if not _recorded_for(entry, file, record, size):
+        return None
+    if not any(head[offset : offset + len(magic)] == magic for offset, magic in signatures):
+        return None
+    return Servable(path=path, media_type=media_type, size=size)
+
+
+def _local_regular_file_size(path: str) -> int | None:
+    """The size of a local regular file (not a symlink) with one link only, else ``None``."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        return None
+    return info.st_size

@@ -2,14 +2,23 @@
 
 Browsers seek in a video by asking for byte ranges; Starlette's ``FileResponse`` only reads local
 files, so this answers one ``bytes=`` range (the form browsers send) over any fsspec file system.
+
+Only a :class:`~airflow_provider_aireiter.media_view.records.Servable` is served (see
+:func:`~airflow_provider_aireiter.media_view.records.servable`), with its media type, ``nosniff`` and a
+sandboxing ``Content-Security-Policy``: even a file that got past the checks could not run script on
+Airflow's origin. A local file is opened without following a symlink, and must still be the size
+that was checked.
 """
 
 from __future__ import annotations
 
-import mimetypes
+import os
 import re
+import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO, cast
+
+from airflow_provider_aireiter.media_view.records import Servable
 
 CHUNK = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -22,8 +31,9 @@ class RangeNotSatisfiable(ValueError):
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(first, last)`` byte positions (inclusive) of a single ``bytes=`` range, or ``None`` for all.
 
-    A header this does not understand (several ranges, another unit) is ignored, as RFC 9110 allows:
-    the whole file is sent.
+    A header this does not understand (several ranges, another unit) or an invalid range (its last
+    position before its first) is ignored, as RFC 9110 says: the whole file is sent. A valid range
+    that starts past the end, or an empty suffix, is unsatisfiable (416).
     """
     if not header:
         return None
@@ -37,9 +47,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(header)
         return max(size - length, 0), size - 1
     first = int(first_text)
-    last = min(int(last_text), size - 1) if last_text else size - 1
-    if first >= size or first > last:
+    if last_text and int(last_text) < first:
+        return None  # invalid: ignored
+    if first >= size:
         raise RangeNotSatisfiable(header)
+    last = min(int(last_text), size - 1) if last_text else size - 1
     return first, last
 
 
@@ -50,16 +62,32 @@ def open_stored(path_text: str) -> Any:
     return ObjectStoragePath(path_text)
 
 
-def content_type_of(path_text: str, recorded: str | None) -> str:
-    if recorded:
-        return recorded.split(";")[0].strip()
-    return mimetypes.guess_type(path_text)[0] or "application/octet-stream"
+#: headers of every served file: no sniffing, no script, no plugins, not framed by other origins
+MEDIA_HEADERS = {
+    "Accept-Ranges": "bytes",
+    "Cache-Control": "private, max-age=300",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox; frame-ancestors 'self'",
+    "Content-Disposition": "inline",
+}
 
 
-def read_range(path: Any, first: int, last: int) -> Iterator[bytes]:
-    """The bytes ``first..last`` of ``path``, in chunks (memory does not grow with the file)."""
+def open_servable(servable: Servable) -> BinaryIO:
+    """The servable file, opened for reading (a local one without following a symlink)."""
+    if "://" in servable.path:
+        return cast("BinaryIO", open_stored(servable.path).open("rb"))
+    fd = os.open(servable.path, os.O_RDONLY | os.O_NOFOLLOW)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size != servable.size:
+        os.close(fd)
+        raise FileNotFoundError(servable.path)  # changed since it was checked
+    return os.fdopen(fd, "rb")
+
+
+def read_range(servable: Servable, first: int, last: int) -> Iterator[bytes]:
+    """The bytes ``first..last`` of the file, in chunks (memory does not grow with the file)."""
     remaining = last - first + 1
-    with path.open("rb") as source:
+    with open_servable(servable) as source:
         source.seek(first)
         while remaining > 0:
             chunk = source.read(min(CHUNK, remaining))
@@ -69,26 +97,28 @@ def read_range(path: Any, first: int, last: int) -> Iterator[bytes]:
             yield chunk
 
 
-def file_response(path_text: str, recorded_type: str | None, range_header: str | None) -> Any:
-    """A 200 or 206 streaming response of the stored file, or 416 for a range it does not have."""
+def file_response(servable: Servable, range_header: str | None, *, head: bool = False) -> Any:
+    """A 200 or 206 streaming response of the stored file, or 416 for a range it does not have.
+
+    ``head``: the same status and headers without a body (``HEAD``).
+    """
     from starlette.responses import Response, StreamingResponse
 
-    path = open_stored(path_text)
-    size = int(path.stat().st_size)
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, max-age=300",
-        "X-Content-Type-Options": "nosniff",
-    }
-    media_type = content_type_of(path_text, recorded_type)
+    size = servable.size
+    headers = dict(MEDIA_HEADERS)
+    media_type = servable.media_type
     try:
         wanted = parse_range(range_header, size)
     except RangeNotSatisfiable:
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
-    if wanted is None:
-        headers["Content-Length"] = str(size)
-        return StreamingResponse(read_range(path, 0, size - 1), media_type=media_type, headers=headers)
-    first, last = wanted
+    first, last = wanted if wanted is not None else (0, size - 1)
+    status = 200 if wanted is None else 206
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    if head:
+        headers["Content-Length"] = str(last - first + 1)
+        return Response(status_code=status, media_type=media_type, headers=headers)
     headers["Content-Length"] = str(last - first + 1)
-    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return StreamingResponse(read_range(path, first, last), status_code=206, media_type=media_type, headers=headers)
+    return StreamingResponse(
+        read_range(servable, first, last), status_code=status, media_type=media_type, headers=headers
+    )

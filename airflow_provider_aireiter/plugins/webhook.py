@@ -12,6 +12,8 @@ app is only built on the first request the API server routes to it.
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import TYPE_CHECKING
 
 from airflow_provider_aireiter.compat import AirflowPlugin
@@ -40,6 +42,50 @@ class LazyWebhookApp(LazyAsgiApp):
         await super().__call__(scope, receive, send)
 
 
+#: what :mod:`airflow_provider_aireiter.webhook.wake` uses of Airflow's internals: (module, attribute path)
+WAKE_INTERNALS = (
+    ("airflow.models.trigger", "Trigger.submit_event"),
+    ("airflow.models.trigger", "Trigger.encrypted_kwargs"),
+    ("airflow.models.trigger", "Trigger.classpath"),
+    ("airflow.models.trigger", "Trigger.created_date"),
+    ("airflow.models.trigger", "Trigger.task_instance"),
+    ("airflow.models.taskinstance", "TaskInstance.trigger_id"),
+    ("airflow.models.taskinstance", "TaskInstance.state"),
+    ("airflow.utils.state", "TaskInstanceState.DEFERRED"),
+    ("airflow.utils.sqlalchemy", "with_row_locks"),
+    ("airflow.utils.session", "provide_session"),
+    ("airflow.triggers.base", "TriggerEvent"),
+)
+
+
+def missing_wake_internals(needed: tuple[tuple[str, str], ...] = WAKE_INTERNALS) -> list[str]:
+    """The Airflow internals the callback wake uses that this Airflow does not have."""
+    import importlib
+
+    missing = []
+    for module_name, path in needed:
+        try:
+            value: object = importlib.import_module(module_name)
+            for part in path.split("."):
+                value = getattr(value, part)
+        except (ImportError, AttributeError):
+            missing.append(f"{module_name}.{path}")
+    return missing
+
+
+def check_wake_internals() -> bool:
+    """Log an ERROR naming what is missing when this Airflow lacks something the wake uses."""
+    missing = missing_wake_internals()
+    if missing:
+        logging.getLogger(__name__).error(
+            "AIReiter callbacks cannot wake deferred tasks on this Airflow: %s missing. Callbacks will be "
+            "refused with 503 and tasks finish by polling only (every callback_poll_interval). Upgrade the "
+            "provider, or remove the connection's callback settings.",
+            ", ".join(missing),
+        )
+    return not missing
+
+
 class AireiterWebhookPlugin(AirflowPlugin):
     """Serve AIReiter's completion callbacks at ``POST /aireiter/callback/{conn_id}/{out_task_id}?token=...``.
 
@@ -49,6 +95,13 @@ class AireiterWebhookPlugin(AirflowPlugin):
     """
 
     name = "aireiter_webhook"
+
+    @classmethod
+    def on_load(cls, *args: object, **kwargs: object) -> None:
+        """In the API server (the one process that serves callbacks), check what the wake relies on."""
+        if "airflow.api_fastapi.app" in sys.modules:
+            check_wake_internals()
+
     fastapi_apps = [
         {
             "app": LazyWebhookApp(),

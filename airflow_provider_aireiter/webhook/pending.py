@@ -33,6 +33,29 @@ DEFAULT_LIMIT = 10_000
 Key = tuple[str, str]
 Waker = Callable[[str, str], "WakeResult"]
 
+_WARNED_FAILURES: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def log_wake_failure(error: BaseException, out_task_id: str) -> None:
+    """A wake that failed inside the API server: a WARNING with what failed, once per kind of failure
+    and process (then DEBUG), so a broken wake (an Airflow upgrade, the database) is seen, not flooded."""
+    kind = type(error).__name__
+    with _WARNED_LOCK:
+        first = kind not in _WARNED_FAILURES
+        _WARNED_FAILURES.add(kind)
+    if first:
+        log.warning(
+            "Waking the tasks waiting for AIReiter task %s failed: %s: %s. The callback is kept and tried "
+            "again for 2 minutes, then polling finishes the task. Further failures of this kind are logged at "
+            "DEBUG.",
+            out_task_id[:64],
+            kind,
+            str(error)[:300],
+        )
+    else:
+        log.debug("Waking %r failed", out_task_id[:64], exc_info=True)
+
 
 class PendingWakes:
     """Retry wake-ups in a background thread.
@@ -107,8 +130,8 @@ class PendingWakes:
         while (key := self._next_due()) is not None:
             try:
                 result = self.waker(*key)
-            except Exception:  # the database is away for a moment: try again later
-                log.debug("Retrying the wake-up of %r failed", key[1][:64], exc_info=True)
+            except Exception as error:  # the database is away for a moment: try again later
+                log_wake_failure(error, key[1])
                 result = None
             now = time.time()
             with self._cond:

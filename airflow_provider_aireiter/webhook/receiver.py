@@ -14,7 +14,8 @@ Checks, cheapest first, none with side effects until all have passed:
 declared ``Content-Length`` over the limit   413
 no ``token``                                 401
 bad ids, unknown connection, no secret,      403
-wrong token (or another task's token)
+a secret under 16 characters, wrong token
+(or another task's token)
 body actually read over the limit            413
 body not received within 10 s                408
 non-empty body that is not JSON              400
@@ -47,9 +48,10 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from airflow_provider_aireiter.connection import MIN_CALLBACK_SECRET_CHARS
 from airflow_provider_aireiter.exceptions import AireiterError
 from airflow_provider_aireiter.task_ids import check_out_task_id
-from airflow_provider_aireiter.webhook.pending import PendingWakes, Waker
+from airflow_provider_aireiter.webhook.pending import PendingWakes, Waker, log_wake_failure
 from airflow_provider_aireiter.webhook.tokens import redact_token, token_is_valid
 
 if TYPE_CHECKING:
@@ -186,6 +188,7 @@ class CallbackReceiver:
         self._secrets = _TtlCache(secret_ttl)
         self._recently_woken = _TtlCache(min_wake_interval, limit=10_000)
         self.pending = PendingWakes(waker, on_woken=lambda key: self._recently_woken.put(_wake_key(*key), True))
+        self._short_secret_warned: set[str] = set()
         self._limiter: anyio.CapacityLimiter | None = None
         self._lookups: dict[str, anyio.Lock] = {}
 
@@ -253,6 +256,17 @@ class CallbackReceiver:
             return _Outcome(503, {"detail": "Temporarily unavailable."}, f"secret lookup failed ({exc})")
         if not secret:
             return _Outcome(403, forbidden.body, "no callback secret for connection")
+        if len(secret) < MIN_CALLBACK_SECRET_CHARS:  # as the operators refuse to sign with it
+            if conn_id not in self._short_secret_warned:
+                self._short_secret_warned.add(conn_id)
+                log.warning(
+                    "The connection %r has a callback_secret of %d characters; callbacks signed with it are "
+                    "refused (at least %d are required).",
+                    _loggable(conn_id, 40),
+                    len(secret),
+                    MIN_CALLBACK_SECRET_CHARS,
+                )
+            return _Outcome(403, forbidden.body, "callback secret too short")
         if not token_is_valid(secret, conn_id, out_task_id, token):
             return forbidden
 
@@ -275,7 +289,7 @@ class CallbackReceiver:
         try:
             result = await anyio.to_thread.run_sync(self.waker, conn_id, out_task_id, limiter=self._threads())
         except Exception as exc:
-            log.debug("Waking %r failed", out_task_id[:64], exc_info=True)
+            log_wake_failure(exc, out_task_id)
             return _Outcome(503, {"detail": "Temporarily unavailable."}, f"wake failed ({type(exc).__name__})")
         if result.woken:
             self._recently_woken.put(key, True)

@@ -48,6 +48,7 @@ def deployment(
     env = {
         "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(emulator.base_url, emulator.api_key),
         "AIREITER_MEDIA_ROOT": str(media),
+        "AIRFLOW__AIREITER__MEDIA_ROOTS": f"file://{media}",
         "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.restricted_auth.RestrictedAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:viewer",
@@ -144,18 +145,18 @@ def test_task_without_aireiter_output_shows_the_empty_state(deployment: AirflowD
     assert "id='empty'" not in _ti_page(deployment, run_id, "still")
 
 
-def test_output_not_stored_falls_back_to_the_service_url(
+def test_output_not_stored_is_a_link_to_the_service_never_a_redirect(
     deployment: AirflowDeployment, run_id: str, emulator: Emulator
 ) -> None:
     html = _ti_page(deployment, run_id, "not_stored")
-    assert "not stored" in html
-    (src,) = _srcs(html)
-    resp = deployment.request("GET", src, allow_redirects=False)
+    assert "not stored" in html and _srcs(html) == []
     url = deployment.xcom("media_view", run_id, "not_stored")["outputs"][0]["url"]
-    assert resp.status_code == 307 and resp.headers["location"] == url and url.startswith(emulator.base_url)
-    # A stored output is never redirected to the service.
-    stored_src = _srcs(_ti_page(deployment, run_id, "still"))[0]
-    assert deployment.request("GET", stored_src, allow_redirects=False).status_code == 200
+    assert url.startswith(emulator.base_url)
+    assert f"<a class='service-link' href='{url}' target='_blank' rel='noopener noreferrer'>" in unescape(html)
+    file_route = _get(
+        deployment, f"{MOUNT}/file", dag_id="media_view", run_id=run_id, task_id="not_stored", map_index="-1", n="0"
+    )
+    assert file_route.status_code == 404 and "location" not in file_route.headers
 
 
 def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeployment, run_id: str) -> None:
@@ -228,7 +229,7 @@ def test_only_recorded_outputs_of_that_task_instance_are_served(deployment: Airf
     # A result dict can claim any path; a path that is not an output name the provider writes is not opened.
     forged = _get(deployment, f"{MOUNT}/file", **base, task_id="forged", n="0")
     assert forged.status_code == 404 and "root:" not in forged.text
-    assert "not a file the provider wrote" in _ti_page(deployment, run_id, "forged")
+    assert "not served: not a media file the provider stored" in _ti_page(deployment, run_id, "forged")
     # No path is taken from the request: traversal in any parameter finds no output.
     for task_id in ("../../../../etc/passwd", "still/../forged", "%2e%2e%2fetc"):
         resp = _get(deployment, f"{MOUNT}/file", **base, task_id=task_id, n="0")
@@ -379,10 +380,11 @@ def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeploy
         "the gallery's thumbnails to decode",
         lambda: browser.execute_script(
             "const imgs = [...document.querySelectorAll('img')];"
-            "return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length"
+            "return imgs.length >= 3 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length"
         ),
     )
-    assert decoded == 4  # three thumbnails of stored images, and the unstored one from the service URL
+    assert decoded == 3  # thumbnails of the three stored images (the unstored one is a link)
+    assert browser.execute_script("return document.querySelectorAll('a.service-link').length") == 1
     assert browser.execute_script("return document.querySelectorAll('video').length") == 1
     browser.switch_to.default_content()
     screenshot(browser, "run-gallery")
@@ -455,7 +457,182 @@ def test_browser_without_session_and_without_access(browser: Any, deployment: Ai
     _login(browser, deployment, "admin", deployment.password("admin"))
     browser.get(f"{deployment.api_url}{MOUNT}/file?{query.replace('still', 'forged')}&n=0")
     body = browser.find_element(By.TAG_NAME, "body").text
-    assert "not a file the provider wrote" in body and "root:" not in body
+    assert "not a media file the provider stored" in body and "root:" not in body
+
+
+# ---------------------------------------------------------------------- attacks: the API server as a boundary
+
+
+@pytest.fixture(scope="module")
+def attack_run(deployment: AirflowDeployment) -> str:
+    """A run of its own whose results the attacks edit (the other tests keep theirs)."""
+    run = deployment.trigger("media_view")
+    assert deployment.wait_for_run("media_view", run, timeout=300) == "success"
+    return run
+
+
+def _edit_result(dep: AirflowDeployment, run_id: str, task_id: str, value: dict[str, Any]) -> None:
+    """What any user with XCom edit rights on the DAG can do through Airflow's REST API."""
+    dep.api(
+        "PATCH",
+        f"/api/v2/dags/media_view/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+        json={"value": value, "map_index": -1},
+    )
+    assert dep.xcom("media_view", run_id, task_id) == value
+
+
+def _file(dep: AirflowDeployment, run_id: str, task_id: str, method: str = "GET", **extra: Any) -> requests.Response:
+    params = {"dag_id": "media_view", "run_id": run_id, "task_id": task_id, "map_index": "-1", "n": "0", **extra}
+    return dep.request(method, f"{MOUNT}/file", params=params, allow_redirects=False)
+
+
+def _write_with_record(folder: Path, name: str, data: bytes, **owner: Any) -> Path:
+    """A file and its record, as a DAG author's code could write them (the record names ``owner``)."""
+    from airflow_provider_aireiter.hooks.downloads import output_record, record_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    record = output_record(owner["dag_id"], owner["run_id"], owner["task_id"], -1, 0, len(data))
+    (folder / record_name(name)).write_text(json.dumps(record))
+    return folder / name
+
+
+def test_an_edited_result_reaches_no_byte_the_task_did_not_store(
+    deployment: AirflowDeployment, attack_run: str, run_id: str, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    original = deployment.xcom("media_view", attack_run, "still")
+    out_id = original["out_task_id"]
+    name = f"{out_id}_0.png"
+    stored = Path(original["outputs"][0]["path"].removeprefix("file://"))
+    png = stored.read_bytes()
+    this_ti = {"dag_id": "media_view", "run_id": attack_run, "task_id": "still"}
+    outside = tmp_path_factory.mktemp("outside-the-media-roots")
+    secret = outside / "secret.png"
+    secret.write_bytes(png + b"a file of the API server's machine")
+    other_run = deployment.xcom("media_view", run_id, "still")
+
+    evil = media / "evil"
+    _write_with_record(evil, name, png, **this_ti)  # a file and its record, then the file made a symlink
+    (evil / name).unlink()
+    (evil / name).symlink_to("/etc/hostname")
+    (media / "leads-out").symlink_to(_write_with_record(outside / "d", name, png, **this_ti).parent)
+    another_dag = _write_with_record(
+        media / "another-dag", name, png, dag_id="private_dag", run_id=attack_run, task_id="still"
+    )
+    html_file = _write_with_record(media / "html", f"{out_id}_0.html", b"<script>alert(1)</script>", **this_ti)
+    svg_as_png = _write_with_record(media / "svg", name, b"<svg onload='alert(1)'/>", **this_ti)
+
+    attacks = {
+        # a perfect copy with a record naming this very task instance, but outside every media root
+        "outside the media roots": (out_id, f"file://{_write_with_record(outside, name, png, **this_ti)}"),
+        "a file of the API server by its path": ("hostname", "file:///etc/hostname"),
+        "traversal": (out_id, f"file://{media}/../{outside.name}/{name}"),
+        "a symlink to /etc/hostname in the media folder": (out_id, f"file://{evil / name}"),
+        "a symlinked folder leading out of the media roots": (out_id, f"file://{media / 'leads-out' / name}"),
+        "another run's file": (other_run["out_task_id"], other_run["outputs"][0]["path"]),
+        "a file recorded for a DAG the user may not read": (out_id, f"file://{another_dag}"),
+        "an HTML file": (out_id, f"file://{html_file}"),
+        "SVG named as a PNG": (out_id, f"file://{svg_as_png}"),
+    }
+    for label, (claimed_id, path) in attacks.items():
+        forged_output = {**original["outputs"][0], "path": path, "content_type": "text/html"}
+        _edit_result(
+            deployment, attack_run, "still", {**original, "out_task_id": claimed_id, "outputs": [forged_output]}
+        )
+        answer = _file(deployment, attack_run, "still")
+        assert answer.status_code == 404, (label, answer.status_code, answer.content[:80])
+        assert png not in answer.content and b"script" not in answer.content, label
+        assert "not served" in _ti_page(deployment, attack_run, "still"), label
+
+    # The task's own file, with the type edited to HTML: served as what it is, a PNG, that cannot script.
+    own = {**original["outputs"][0], "content_type": "text/html"}
+    _edit_result(deployment, attack_run, "still", {**original, "outputs": [own]})
+    answer = _file(deployment, attack_run, "still")
+    assert answer.status_code == 200 and answer.content == png
+    assert answer.headers["content-type"] == "image/png" and answer.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in answer.headers["content-security-policy"]
+
+
+def test_a_foreign_url_is_a_link_in_the_page_never_a_redirect(
+    deployment: AirflowDeployment, attack_run: str, emulator: Emulator
+) -> None:
+    original = deployment.xcom("media_view", attack_run, "not_stored")
+    service = emulator.base_url.split("://", 1)[1]
+    for url in ("https://attacker.invalid/x.png", f"http://{service}@attacker.invalid/", "javascript:alert(1)"):
+        output = {**original["outputs"][0], "url": url, "path": None}
+        _edit_result(deployment, attack_run, "not_stored", {**original, "outputs": [output]})
+        answer = _file(deployment, attack_run, "not_stored")
+        assert answer.status_code == 404 and "location" not in answer.headers, url
+        html = _ti_page(deployment, attack_run, "not_stored")
+        assert _srcs(html) == [], url  # nothing is embedded from it
+        links = re.findall(r"<a class='service-link' href='([^']*)'[^>]*rel='noopener noreferrer'", html)
+        assert [unescape(link) for link in links] == ([] if url.startswith("javascript") else [url]), url
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels; its pixel data is a few bytes (never decoded here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_odd_input_is_a_4xx_never_a_500(
+    deployment: AirflowDeployment, attack_run: str, run_id: str, media: Path
+) -> None:
+    base = {"dag_id": "media_view", "run_id": run_id, "task_id": "still"}
+    cases = [
+        ("file", {**base, "map_index": str(2**63), "n": "0"}, 422),
+        ("file", {**base, "map_index": "1" * 30, "n": "0"}, 422),
+        ("file", {**base, "map_index": "-1", "n": str(2**63)}, 422),
+        ("file", {**base, "map_index": "-1", "n": "0", "width": "5000"}, 422),
+        ("file", {**base, "task_id": "clip", "map_index": "-1", "n": "0", "width": "160"}, 422),
+        ("ti", {**base, "map_index": str(2**63)}, 422),
+        ("ti", {**base, "map_index": "1" * 30}, 422),
+        ("ti", {**base, "map_index": "-7"}, 422),
+        ("ti", {**base, "run_id": "no-such-run", "map_index": "-1"}, 404),
+        ("ti", {**base, "task_id": "no_such_task", "map_index": "-1"}, 404),
+        ("run", {"dag_id": "media_view", "run_id": "no-such-run"}, 404),
+        ("dag", {"dag_id": "no_such_dag"}, 404),
+    ]
+    for route, params, status in cases:
+        answer = deployment.request("GET", f"{MOUNT}/{route}", params=params)
+        assert answer.status_code == status, (route, params, answer.status_code, answer.text[:200])
+
+    src = _srcs(_ti_page(deployment, run_id, "clip"))[0]
+    whole = deployment.request("GET", src)
+    invalid = deployment.request("GET", src, headers={"Range": "bytes=10-5"})  # RFC 9110: ignored
+    assert invalid.status_code == 200 and invalid.content == whole.content
+    beyond = deployment.request("GET", src, headers={"Range": f"bytes={len(whole.content) + 10}-"})
+    assert beyond.status_code == 416
+
+    head = deployment.request("HEAD", src)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(whole.content))
+    assert head.headers["content-type"] == whole.headers["content-type"] == "video/mp4"
+    page_head = deployment.request("HEAD", f"{MOUNT}/ti", params={**base, "map_index": "-1"})
+    assert page_head.status_code == 200 and page_head.content == b"" and int(page_head.headers["content-length"]) > 0
+
+    # A 12000 x 12000 image, written where the media view may serve it: no thumbnail, refused from its header.
+    still = deployment.xcom("media_view", attack_run, "still")
+    huge = _write_with_record(
+        media / "huge",
+        f"{still['out_task_id']}_0.png",
+        _png_header(12000, 12000),
+        dag_id="media_view",
+        run_id=attack_run,
+        task_id="still",
+    )
+    _edit_result(
+        deployment, attack_run, "still", {**still, "outputs": [{**still["outputs"][0], "path": f"file://{huge}"}]}
+    )
+    assert _file(deployment, attack_run, "still").status_code == 200  # the file itself is a PNG
+    thumb = _file(deployment, attack_run, "still", width="160")
+    assert thumb.status_code == 422 and "over the limit" in thumb.text
 
 
 # ---------------------------------------------------------------------- the review example (human in the loop)

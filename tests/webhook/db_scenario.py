@@ -39,7 +39,7 @@ if not os.environ.get("AIRFLOW_HOME") or not os.environ.get("AIRFLOW__DATABASE__
 compat = _load_compat()
 
 CONN_ID = "aireiter_cb"
-SECRET = "s3cret"
+SECRET = "s3cret-0123456789abcdef"  # the same as tests/webhook/helpers.py
 DAG_ID = "aireiter_callback_scenario"
 RUN_ID = "scenario_run"
 CLASSPATH = "airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger"

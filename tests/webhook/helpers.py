@@ -19,7 +19,7 @@ from airflow_provider_aireiter.webhook.wake import WakeResult
 
 CONN_ID = "aireiter_cb"
 NO_SECRET_CONN_ID = "aireiter_nosecret"
-SECRET = "s3cret"
+SECRET = "s3cret-0123456789abcdef"
 
 
 def callback_conn_json(**extra: object) -> str:

@@ -383,3 +383,68 @@ def test_plugin_app_serves_the_route(callback_conns: None) -> None:
         assert requests.post(base, json=BODY, timeout=10).status_code == 401
         assert requests.get(base, timeout=10).status_code == 405
         assert requests.post(f"{server.base_url}/aireiter/docs", timeout=10).status_code == 404
+
+
+# --- what the README promises of secrets and failed wakes ----------------------------------------------
+
+
+def test_a_callback_signed_with_a_secret_under_16_characters_is_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operators refuse to sign with such a secret; the receiver refuses to accept one signed with it."""
+    from tests.webhook.helpers import callback_conn_json, start_receiver
+
+    short = "abcde"
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_SHORT", callback_conn_json(callback_secret=short))
+    server, waker, _ = start_receiver()
+    with server, caplog.at_level(logging.WARNING):
+        url = f"{server.base_url}/aireiter/callback/aireiter_short/job-1"
+        answers = [post(f"{url}?token={callback_token(short, 'aireiter_short', 'job-1')}") for _ in range(2)]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert waker.calls == []
+    warnings = [r.getMessage() for r in caplog.records if "callback_secret of 5 characters" in r.getMessage()]
+    assert len(warnings) == 1 and short not in warnings[0]
+
+
+def test_a_failed_wake_is_a_warning_once_per_kind(callback_conns: None, caplog: pytest.LogCaptureFixture) -> None:
+    from airflow_provider_aireiter.webhook import pending
+
+    pending._WARNED_FAILURES.clear()
+    failures = iter([RuntimeError("row lock timed out"), RuntimeError("again"), KeyError("next_kwargs")])
+
+    def failing_waker(conn_id: str, out_task_id: str) -> WakeResult:
+        raise next(failures)
+
+    handler = CallbackReceiver(waker=failing_waker, min_wake_interval=0)
+    with caplog.at_level(logging.DEBUG), LiveServer(create_callback_app(handler), closers=(handler.close,)) as server:
+        for _ in range(3):
+            url = f"{server.base_url}/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
+            assert post(url).status_code == 503
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "failed:" in r.getMessage()]
+    assert len(warnings) == 2, warnings  # RuntimeError once, KeyError once
+    assert "RuntimeError: row lock timed out" in warnings[0] and "KeyError" in warnings[1]
+
+
+def test_the_plugin_checks_the_airflow_internals_the_wake_uses(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from airflow.models.trigger import Trigger
+
+    from airflow_provider_aireiter.plugins.webhook import AireiterWebhookPlugin, missing_wake_internals
+
+    assert missing_wake_internals() == []  # this Airflow has them all
+    assert missing_wake_internals((("airflow.models.trigger", "Trigger.no_such_thing"),)) == [
+        "airflow.models.trigger.Trigger.no_such_thing"
+    ]
+    monkeypatch.delattr(Trigger, "submit_event")
+    monkeypatch.setitem(sys.modules, "airflow.api_fastapi.app", sys.modules.get("airflow.api_fastapi.app", sys))
+    with caplog.at_level(logging.ERROR):
+        AireiterWebhookPlugin.on_load()
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "airflow.models.trigger.Trigger.submit_event missing" in error.getMessage()
+    caplog.clear()
+    monkeypatch.delitem(sys.modules, "airflow.api_fastapi.app")
+    AireiterWebhookPlugin.on_load()  # not the API server: nothing checked, nothing logged
+    assert not caplog.records
