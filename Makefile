@@ -28,10 +28,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The CeleryExecutor stack of the distributed e2e test (tests/e2e/test_distributed.py), pinned for 3.3.
+$(VENV)/.celery-installed: constraints/celery-airflow-3.3.txt | $(VENV)/.installed
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints/celery-airflow-3.3.txt apache-airflow-providers-celery
+	touch $@
+
 # The newest Airflow: the non-e2e tests two at a time (pytest-xdist), then the e2e tests alone.
-pytest: venv
+pytest: venv $(VENV)/.celery-installed
 	bash scripts/ensure_postgres.sh
 	bash scripts/ensure_chromium.sh >/dev/null
+	bash scripts/ensure_redis.sh >/dev/null
 	$(BIN)/python -m pytest -q -n 2 -m "not e2e"
 	$(BIN)/python -m pytest -q -m e2e
 

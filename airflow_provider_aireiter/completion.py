@@ -134,7 +134,16 @@ def finish(
             if ti is not None:  # what lets the media view serve this file, and only for this task instance
                 map_index = getattr(ti, "map_index", -1)
                 record = output_record(ti.dag_id, ti.run_id, ti.task_id, map_index, index, got.size)
-                write_output_record(directory, got, record)
+                try:
+                    write_output_record(directory, got, record)
+                except Exception as error:  # the output is stored and paid for: do not fail the task over it
+                    log.warning(
+                        "Could not write the media view's record next to %s (%s: %s); the file is stored, but "
+                        "the media view will not serve it.",
+                        got.path,
+                        type(error).__name__,
+                        error,
+                    )
             outputs.append({"url": url, "path": got.path, "content_type": got.content_type, "size": got.size})
     else:
         outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DA
 
 T = TypeVar("T")
 
+#: the shortest pause between two failed queries of a wait (seconds)
+MIN_WAIT_PAUSE = 0.1
 #: while a wait's queries keep failing, one warning at the first failure, then at most one per this many seconds
 OUTAGE_WARNING_SECONDS = 60.0
 
@@ -68,8 +70,9 @@ class AireiterRetryPolicy:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         for name in ("base_delay", "max_delay", "max_retry_after", "recheck_delay", "recheck_budget"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of seconds, not negative, got {value}")
 
     def delay(self, error: BaseException | None, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1``."""
@@ -158,6 +161,8 @@ class AireiterRetryPolicy:
             seconds = self.delay(error, state.attempt_number)
             if not (isinstance(error, AireiterRateLimitedError) and error.retry_after is not None):
                 seconds = min(seconds, max(poll_interval, 0.0))  # a Retry-After the service sent is obeyed
+            # Never back to back, whatever the settings: an outage may last the whole wait.
+            seconds = max(seconds, min(1.0, max(poll_interval, MIN_WAIT_PAUSE)))
             return max(0.0, min(seconds, stop_at - time.time()))
 
         def before_sleep(state: tenacity.RetryCallState) -> None:

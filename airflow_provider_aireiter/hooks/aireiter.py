@@ -220,9 +220,10 @@ class AireiterHook(BaseHook):
         * a failure that certainly left nothing behind (could not connect, HTTP 429, service busy) is
           retried after a backoff without asking; an error no retry can fix (bad key, no credits,
           invalid params, an HTML page) is raised at once;
-        * when the service refuses the submit (body code 400), one query asks whether ``out_task_id``
-          exists: if so (the id was taken by an earlier send), that task is returned
-          (``reattached=True``); otherwise the refusal is raised. No message text is read.
+        * when the service refuses the submit as invalid (a body code such as 400, 404 or 422), one
+          query asks whether ``out_task_id`` exists: if so (the id was taken by an earlier send),
+          that task is returned (``reattached=True``); otherwise the refusal is raised. No message
+          text is read.
 
         :param model: the model id, with its channel suffix if any (``veo3_1_plus``).
         :param params: the model's params, sent as given.
@@ -245,15 +246,13 @@ class AireiterHook(BaseHook):
                 payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
                 return parse_submit(payload, out_task_id=out_task_id)
             except AireiterInvalidRequestError as error:
-                if error.service_code != 400:
+                if error.service_code is None:  # refused here, before anything was sent
                     raise
                 # The service refused the submit. Its answer to a taken out_task_id is not documented,
                 # so the message is not read: one query tells whether the id is taken (then that task
-                # is ours from an earlier send) or the refusal stands.
-                try:
-                    existing = self._recheck_submit(out_task_id, error, wait=False)
-                except AireiterSubmitOutcomeUnknownError:
-                    raise error from None
+                # is ours from an earlier send) or the refusal stands. A query that gets no answer
+                # leaves the outcome unknown (AireiterSubmitOutcomeUnknownError): the next try asks again.
+                existing = self._recheck_submit(out_task_id, error, wait=False)
                 if existing is None:
                     raise
                 return self._reattached(existing, out_task_id, "AIReiter already has")

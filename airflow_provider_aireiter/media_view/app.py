@@ -54,7 +54,7 @@ def _map_index(value: str | None) -> int | None:
     if value is None or value in ("", "{MAP_INDEX}"):
         return None
     text = value.strip()
-    if not (text == "-1" or (text.isdigit() and len(text) <= 10 and int(text) <= MAX_INDEX)):
+    if not (text == "-1" or (text.isascii() and text.isdecimal() and len(text) <= 10 and int(text) <= MAX_INDEX)):
         raise HTTPException(422, f"map_index={value[:40]!r} is not allowed; allowed: -1 or 0 to {MAX_INDEX}")
     return int(text)
 

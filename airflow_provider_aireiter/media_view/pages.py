@@ -60,7 +60,11 @@ def _location(file: MediaFile, servable: bool) -> str:
 
 def _service_link(url: str | None) -> str | None:
     """A link to the service's URL of an output that was not stored (http(s) only; the server never redirects)."""
-    if not url or urlsplit(url).scheme.lower() not in ("http", "https"):
+    try:
+        scheme = urlsplit(url or "").scheme.lower()
+    except ValueError:  # not a URL at all (an edited result may hold anything)
+        return None
+    if not url or scheme not in ("http", "https"):
         return None
     return (
         f"<a class='service-link' href='{escape(url)}' target='_blank' rel='noopener noreferrer'>"

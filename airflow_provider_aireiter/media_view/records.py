@@ -40,7 +40,7 @@ class MediaFile:
         base = (self.content_type or "").split(";")[0].strip().lower()
         if base.startswith(("image/", "video/")):
             return base.split("/")[0]
-        name = (self.path or urlsplit(self.url or "").path).lower()
+        name = (self.path or _url_path(self.url)).lower()
         if name.endswith(IMAGE_EXTENSIONS):
             return "image"
         if name.endswith(VIDEO_EXTENSIONS):
@@ -197,11 +197,26 @@ def media_roots() -> list[str]:
     return [root.strip() for root in raw.split(",") if root.strip()]
 
 
-def _location(uri: str) -> tuple[str, str, str] | None:
-    """``(scheme, netloc, normalized path)`` of a storage URI or a local path; ``None`` if it is odd."""
-    parts = urlsplit(uri if "://" in uri else "file://" + uri)
-    if parts.query or parts.fragment or not parts.path.startswith("/") or "\x00" in parts.path:
+def _url_path(url: str | None) -> str:
+    try:
+        return urlsplit(url or "").path
+    except ValueError:  # e.g. an unclosed IPv6 bracket: no usable path
+        return ""
+
+
+def _location(uri: str, *, root: bool = False) -> tuple[str, str, str] | None:
+    """``(scheme, netloc, normalized path)`` of a storage URI or a local path; ``None`` if it is odd.
+
+    :param root: a media root, which may be a bucket without a path (``s3://bucket``).
+    """
+    try:
+        parts = urlsplit(uri if "://" in uri else "file://" + uri)
+    except ValueError:
         return None
+    path = parts.path or ("/" if root else "")
+    if parts.query or parts.fragment or not path.startswith("/") or "\x00" in path:
+        return None
+    parts = parts._replace(path=path)
     if ".." in parts.path.split("/"):
         return None
     return parts.scheme.lower(), parts.netloc.lower(), posixpath.normpath(parts.path)
@@ -212,7 +227,7 @@ def _under_a_root(location: tuple[str, str, str], roots: list[str]) -> bool:
     if scheme == "file":
         path = os.path.realpath(path)  # a symlinked folder that leads out of every root is out
     for root in roots:
-        allowed = _location(root)
+        allowed = _location(root, root=True)
         if allowed is None or allowed[:2] != (scheme, netloc):
             continue
         prefix = allowed[2].rstrip("/") + "/"
@@ -261,13 +276,9 @@ def servable(entry: MediaEntry, file: MediaFile, roots: list[str] | None = None)
     media_type, signatures = MEDIA_TYPES[ext]
     try:
         if location[0] == "file":
-            size = _local_regular_file_size(location[2])
-            if size is None:
-                return None
-            with open(location[2], "rb") as handle:
-                head = handle.read(16)
-            with open(posixpath.join(posixpath.dirname(location[2]), record_name(name)), "rb") as handle:
-                record = json.loads(handle.read(4096))
+            size, head = _read_local(location[2], 16)
+            _, recorded = _read_local(posixpath.join(posixpath.dirname(location[2]), record_name(name)), 4096)
+            record = json.loads(recorded)
             path = location[2]
         else:
             from airflow_provider_aireiter.media_view.streaming import open_stored
@@ -288,9 +299,17 @@ def servable(entry: MediaEntry, file: MediaFile, roots: list[str] | None = None)
     return Servable(path=path, media_type=media_type, size=size)
 
 
-def _local_regular_file_size(path: str) -> int | None:
-    """The size of a local regular file (not a symlink) with one link only, else ``None``."""
-    info = os.lstat(path)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-        return None
-    return info.st_size
+def _read_local(path: str, limit: int) -> tuple[int, bytes]:
+    """The size and first ``limit`` bytes of a local regular file with one link only, opened without
+    following a symlink and without blocking (a FIFO or a device is refused, never waited on).
+
+    :raises OSError: for anything else (a symlink, a folder, a hard-linked or missing file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(f"not a regular file with one link: {path}")
+        return info.st_size, os.read(fd, limit)
+    finally:
+        os.close(fd)

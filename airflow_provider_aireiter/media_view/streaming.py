@@ -76,7 +76,7 @@ def open_servable(servable: Servable) -> BinaryIO:
     """The servable file, opened for reading (a local one without following a symlink)."""
     if "://" in servable.path:
         return cast("BinaryIO", open_stored(servable.path).open("rb"))
-    fd = os.open(servable.path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(servable.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_size != servable.size:
         os.close(fd)
@@ -84,10 +84,10 @@ def open_servable(servable: Servable) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def read_range(servable: Servable, first: int, last: int) -> Iterator[bytes]:
-    """The bytes ``first..last`` of the file, in chunks (memory does not grow with the file)."""
+def read_range(source: BinaryIO, first: int, last: int) -> Iterator[bytes]:
+    """The bytes ``first..last`` of the open file, in chunks (memory does not grow with the file); closes it."""
     remaining = last - first + 1
-    with open_servable(servable) as source:
+    with source:
         source.seek(first)
         while remaining > 0:
             chunk = source.read(min(CHUNK, remaining))
@@ -115,10 +115,11 @@ def file_response(servable: Servable, range_header: str | None, *, head: bool = 
     status = 200 if wanted is None else 206
     if wanted is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    if head:
-        headers["Content-Length"] = str(last - first + 1)
-        return Response(status_code=status, media_type=media_type, headers=headers)
     headers["Content-Length"] = str(last - first + 1)
+    if head:
+        return Response(status_code=status, media_type=media_type, headers=headers)
+    # Opened before the headers go out: a file gone or changed since the check is a 404, not a cut stream.
+    source = open_servable(servable)
     return StreamingResponse(
-        read_range(servable, first, last), status_code=status, media_type=media_type, headers=headers
+        read_range(source, first, last), status_code=status, media_type=media_type, headers=headers
     )

@@ -12,6 +12,7 @@ is a template field; values are validated at parse time where they are literals 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -334,23 +335,30 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
     def _request_changes(self, existing: TaskInfo, params: dict[str, Any]) -> list[str] | None:
         """What differs between the request the service echoes for ``existing`` and this try's.
 
-        ``None`` when the service echoes no request. Compared: the model, and every param this try
-        sends (its value as sent). A param the service echoes but this try does not send is not
-        compared: the service may echo defaults it filled in, and counting those as changes would
-        make every retry pay again.
+        ``None`` when the service echoes no request. A false "changed" would pay again on every retry,
+        so only what is certainly different counts: the model (a channel suffix the echo may drop
+        aside), and each param this try sends that the echo also holds, compared as JSON with
+        surrounding spaces and the number/string spelling of a scalar ignored. A param the echo leaves
+        out or holds as null, a ``data:`` URI (the service may keep the upload elsewhere), and a param
+        the echo holds but this try does not send (the service may echo defaults) are not compared.
         """
         echoed = existing.request
         if not echoed:
             return None
         changes: list[str] = []
         model = echoed.get("model")
-        if model is not None and str(model) != self.resolved_model:
-            changes.append(f"model ({model!r} -> {self.resolved_model!r})")
+        mine = self.resolved_model
+        if isinstance(model, str) and model and not _same_model(model, mine):
+            changes.append(f"model ({model!r} -> {mine!r})")
         sent = echoed.get("params")
         if isinstance(sent, dict):
-            changes += [
-                f"{self.params_field}.{key}" for key in sorted(params) if key not in sent or sent[key] != params[key]
-            ]
+            ours = json.loads(json.dumps(params, default=str))
+            for key in sorted(ours):
+                value, theirs = ours[key], sent.get(key)
+                if theirs is None or value is None or _is_data_uri(value) or _is_data_uri(theirs):
+                    continue
+                if not _same_value(value, theirs):
+                    changes.append(f"{self.params_field}.{key}")
         return changes
 
     def _submit(self, hook: AireiterHook, params: dict[str, Any], out_task_id: str) -> SubmitResult:
@@ -622,6 +630,34 @@ def _callback_note(callback_url: str | None) -> str:
     if not callback_url:
         return "no completion callback URL sent (polling only)"
     return f"completion callback URL sent: {callback_url.split('?', 1)[0]} (token not shown)"
+
+
+def _same_model(echoed: str, mine: str) -> bool:
+    """The same model, allowing for an echo with or without a channel suffix (``veo3_1`` / ``veo3_1_plus``)."""
+    return echoed == mine or mine.startswith(echoed + "_") or echoed.startswith(mine + "_")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """JSON values equal up to surrounding spaces and the spelling of a scalar (``5`` and ``"5"``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict | list) or isinstance(b, dict | list):
+        return False
+    if a == b:
+        return True
+    return (isinstance(a, str) or isinstance(b, str)) and _scalar_text(a) == _scalar_text(b)
+
+
+def _scalar_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) else str(value).strip()
+
+
+def _is_data_uri(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_is_data_uri(v) for v in value)
+    return isinstance(value, str) and value.lstrip().lower().startswith("data:")
 
 
 def _is_lazy(value: Any) -> bool:

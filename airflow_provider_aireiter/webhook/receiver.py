@@ -336,5 +336,4 @@ def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:
         return JSONResponse(outcome.body, status_code=outcome.status)
 
     app.state.receiver = handler
-    app.router.on_shutdown.append(handler.close)  # when the app runs its own lifespan
     return app

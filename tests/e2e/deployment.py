@@ -5,6 +5,12 @@ and port) as the metadata database, ``airflow db migrate``, and four separate Ai
 (``api-server``, ``scheduler`` with the LocalExecutor, ``dag-processor``, ``triggerer``). ``stop()``
 takes all of it down again; it also runs at interpreter exit and on SIGTERM.
 
+With a :class:`Topology` it brings up the distributed setup instead: several schedulers, triggerers
+and api-servers on the one database, and with ``celery_workers`` the CeleryExecutor, its workers and
+a private Redis (Debian's ``redis-server``, without persistence) as the broker. Components of which
+there are several are named ``scheduler-1``, ``scheduler-2``...; :meth:`AirflowDeployment.kill` and
+:meth:`AirflowDeployment.restart` are the faults.
+
 Teardown finds every process of a deployment by a marker in its environment (``AIREITER_E2E_MARKER``),
 which task runners inherit even when they move to a process group of their own.
 """
@@ -27,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -37,8 +44,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ENSURE_POSTGRES_SCRIPT = REPO_ROOT / "scripts" / "ensure_postgres.sh"
 #: Environment variable carrying the per-deployment marker into every child process.
 MARKER_ENV = "AIREITER_E2E_MARKER"
-#: The long-running Airflow components, in start order.
-COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: How ``GET /api/v2/monitor/health`` names the components that must be healthy.
 _HEALTH_KEYS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 _ENV_PREFIXES_DROPPED = ("AIRFLOW", "_AIRFLOW", "PYTEST_")
@@ -118,6 +123,45 @@ def _postmaster_pid(data_dir: Path) -> int | None:
         return pid
     except (OSError, ValueError, IndexError):
         return None
+
+
+ENSURE_REDIS_SCRIPT = REPO_ROOT / "scripts" / "ensure_redis.sh"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """How many of each component; ``celery_workers > 0`` switches to the CeleryExecutor (and Redis)."""
+
+    schedulers: int = 1
+    triggerers: int = 1
+    api_servers: int = 1
+    celery_workers: int = 0
+
+    def names(self, kind: str) -> list[str]:
+        count = {"scheduler": self.schedulers, "triggerer": self.triggerers, "api-server": self.api_servers,
+                 "celery-worker": self.celery_workers, "dag-processor": 1}[kind]  # fmt: skip
+        return [kind] if count == 1 else [f"{kind}-{n}" for n in range(1, count + 1)]
+
+
+#: The component a process belongs to, in its environment (``component_hostname`` reads it).
+COMPONENT_ENV = "AIREITER_E2E_COMPONENT"
+
+
+def component_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` in a distributed deployment: the component's name.
+
+    So the metadata database says which triggerer holds a trigger (``job.hostname``) and which Celery
+    worker ran a task try (``task_instance.hostname``), although every process runs on this one host.
+    """
+    return os.environ.get(COMPONENT_ENV) or socket.getfqdn()
+
+
+def ensure_redis_server() -> str:
+    """The ``redis-server`` binary (``scripts/ensure_redis.sh`` installs Debian's package if needed)."""
+    done = subprocess.run(["bash", str(ENSURE_REDIS_SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise DeploymentStartupError(f"redis-server unavailable:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 def ensure_postgres_binaries() -> Path:
@@ -241,6 +285,8 @@ class AirflowDeployment:
         startup_timeout: float = 180.0,
         stop_timeout: float = 15.0,
         api_port: int | None = None,
+        topology: Topology | None = None,
+        api_ports: Sequence[int] | None = None,
     ) -> None:
         self.dags_folder = Path(dags_folder).resolve()
         if not self.dags_folder.is_dir():
@@ -249,6 +295,12 @@ class AirflowDeployment:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.api_port = api_port or 0
+        self.topology = topology or Topology()
+        #: every api-server's port, the first one ``api_port``
+        self.api_ports: list[int] = list(api_ports or [])
+        if self.api_ports:
+            self.api_port = self.api_ports[0]
+        self.redis_port = 0
         self.marker = uuid.uuid4().hex[:16]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"aireiter-e2e-{self.marker}-")).resolve()
         self.airflow_home = self.workdir / "airflow-home"
@@ -263,10 +315,24 @@ class AirflowDeployment:
         self._token: str | None = None
         self._running = False
         self._failed = os.environ.get("AIREITER_E2E_KEEP", "") not in ("", "0", "false")
+        self._dead: set[str] = set()  # killed on purpose (a fault), not a failure
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every api-server's URL (the first is :attr:`api_url`)."""
+        return [f"http://127.0.0.1:{port}" for port in self.api_ports]
+
+    @property
+    def components(self) -> list[str]:
+        """The long-running processes, in start order (Redis first when there is one)."""
+        names = ["redis"] if self.topology.celery_workers else []
+        for kind in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            names += self.topology.names(kind)
+        return names + (self.topology.names("celery-worker") if self.topology.celery_workers else [])
 
     def __enter__(self) -> AirflowDeployment:
         self.start()
@@ -292,9 +358,13 @@ class AirflowDeployment:
             self._pg = PostgresCluster(clean_env)
             self._pg.start()
             self.api_port = self.api_port or free_port()
+            if len(self.api_ports) != self.topology.api_servers:
+                self.api_ports = [self.api_port] + [free_port() for _ in range(self.topology.api_servers - 1)]
+            if self.topology.celery_workers:
+                self.redis_port = free_port()
             self.env = self._build_env(clean_env)
             self._migrate()
-            for name in COMPONENTS:
+            for name in self.components:
                 self._spawn(name)
             self._wait_until_healthy(time.monotonic() + self.startup_timeout)
             self._running = True
@@ -344,6 +414,25 @@ class AirflowDeployment:
             "DAG_PROCESSOR__PARSING_PROCESSES": "2",
             "DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
         }
+        if self.topology.celery_workers:
+            settings.update(
+                {
+                    "CORE__EXECUTOR": "CeleryExecutor",
+                    "CELERY__BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                    # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3: name the driver Airflow has.
+                    "CELERY__RESULT_BACKEND": "db+" + self._pg.url("psycopg2"),
+                    "CELERY__WORKER_CONCURRENCY": "4",
+                    # A killed worker's task is failed (and retried) after 20 s without a heartbeat, not 5 min.
+                    "SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                    "SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
+                    "SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+                }
+            )
+        if self.topology != Topology():
+            settings["CORE__HOSTNAME_CALLABLE"] = "tests.e2e.deployment.component_hostname"
+        if self.topology.triggerers > 1:
+            # A killed triggerer's triggers move once its heartbeat is this old.
+            settings["TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD"] = "10"
         return {
             **base,
             MARKER_ENV: self.marker,
@@ -374,22 +463,58 @@ class AirflowDeployment:
         if done.returncode != 0:
             raise DeploymentStartupError(f"`airflow db migrate` failed ({done.returncode}):\n{_indent(_tail(log))}")
 
-    def _spawn(self, name: str) -> None:
-        commands = {
-            "api-server": self._airflow("api-server", "--host", "127.0.0.1", "--port", str(self.api_port)),
-            # serve-logs would listen on 0.0.0.0; the logs are local files here anyway
+    def _command(self, name: str) -> list[str]:
+        kind, _, number = name.rpartition("-") if name[-1].isdigit() else (name, "", "1")
+        if kind == "redis":
+            return [ensure_redis_server(), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", str(self.workdir)]  # fmt: skip
+        if kind == "api-server":
+            return self._airflow("api-server", "--host", "127.0.0.1", "--port", str(self.api_ports[int(number) - 1]))
+        if kind == "celery-worker":
+            # Each its own Celery name; serve-logs would listen on 0.0.0.0 (and two would collide on its port).
+            return self._airflow("celery", "worker", "--celery-hostname", f"worker{number}@%h", "--skip-serve-logs")
+        # serve-logs would listen on 0.0.0.0 (two triggerers on one host collide on its port); logs are local files
+        return {
             "scheduler": self._airflow("scheduler", "--skip-serve-logs"),
             "dag-processor": self._airflow("dag-processor"),
             "triggerer": self._airflow("triggerer", "--skip-serve-logs"),
-        }
+        }[kind]
+
+    def _spawn(self, name: str) -> None:
         self.processes[name] = subprocess.Popen(
-            commands[name], stdin=subprocess.DEVNULL, stdout=self._open_log(name), stderr=subprocess.STDOUT,
-            env=self.env, cwd=self.workdir, start_new_session=True,
+            self._command(name), stdin=subprocess.DEVNULL, stdout=self._open_log(name), stderr=subprocess.STDOUT,
+            env={**self.env, COMPONENT_ENV: name}, cwd=self.workdir, start_new_session=True,
         )  # fmt: skip
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send ``sig`` to a component's whole process group (SIGKILL: as a machine dies); its pid."""
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        self._dead.add(name)
+        return process.pid
+
+    def restart(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop a component (``sig``, then SIGKILL after 15 s) and start it again."""
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+        self._spawn(name)
+        self._dead.discard(name)
+        if name.startswith("api-server"):
+            self._wait_until_healthy(time.monotonic() + self.startup_timeout)
 
     def _check_alive(self) -> None:
         for name, process in self.processes.items():
-            if process.poll() is not None:
+            if name not in self._dead and process.poll() is not None:
                 raise DeploymentError(
                     f"Airflow {name} exited with code {process.returncode}:\n{_indent(self.log_tail(name))}"
                 )
@@ -402,19 +527,22 @@ class AirflowDeployment:
             except DeploymentError as exc:
                 raise DeploymentStartupError(str(exc)) from None
             try:
-                answer = self._session.get(f"{self.api_url}/api/v2/monitor/health", timeout=5)
-                if answer.status_code == 200:
+                for url in self.api_urls or [self.api_url]:
+                    answer = self._session.get(f"{url}/api/v2/monitor/health", timeout=5)
+                    if answer.status_code != 200:
+                        last = f"{url}: HTTP {answer.status_code}: {answer.text[:300]}"
+                        break
                     health = answer.json()
                     waiting = [key for key in _HEALTH_KEYS if (health.get(key) or {}).get("status") != "healthy"]
-                    if not waiting:
-                        return
-                    last = f"not healthy yet: {', '.join(waiting)}"
+                    if waiting:
+                        last = f"not healthy yet: {', '.join(waiting)}"
+                        break
                 else:
-                    last = f"HTTP {answer.status_code}: {answer.text[:300]}"
+                    return
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {c} ---\n{_indent(self.log_tail(c, 40))}" for c in COMPONENTS)
+                tails = "\n".join(f"--- {c} ---\n{_indent(self.log_tail(c, 40))}" for c in self.components)
                 raise DeploymentStartupError(f"not healthy after {self.startup_timeout:.0f}s ({last})\n{tails}")
             time.sleep(0.5)
 
@@ -616,7 +744,8 @@ class AirflowDeployment:
                 except Exception as exc:
                     text = f"(no log: {exc})"
                 parts.append(_indent(text))
-        parts += [f"--- {c} (tail) ---\n{_indent(self.log_tail(c, 30))}" for c in ("scheduler", "triggerer")]
+        watched = [c for c in self.components if c.startswith(("scheduler", "triggerer", "celery-worker"))]
+        parts += [f"--- {c} (tail) ---\n{_indent(self.log_tail(c, 30))}" for c in watched]
         return "\n".join(parts)
 
     def _ensure_running(self) -> None:

@@ -251,11 +251,15 @@ def test_a_lost_submit_whose_recheck_meets_another_not_found_is_not_sent_again(
     assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]
 
 
-@pytest.mark.parametrize("message", ["out_task_id already exists", "duplicate", "任务已存在", ""])
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(400, "out_task_id already exists"), (400, "duplicate"), (400, "任务已存在"), (400, ""), (409, "conflict"),
+     (422, "taken")],
+)  # fmt: skip
 def test_a_refused_submit_reattaches_when_a_query_finds_the_id_whatever_the_message(
-    scripted: ScriptedServer, message: str
+    scripted: ScriptedServer, code: int, message: str
 ) -> None:
-    scripted.add(_business(400, message), ok({"out_task_id": "t1", "status": "processing"}))
+    scripted.add(_business(code, message), ok({"out_task_id": "t1", "status": "processing"}))
     result = hook().submit("seedream_v5_lite", {"prompt": "x"}, "t1")
     assert result.reattached and result.status == "processing"
     assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]
@@ -266,3 +270,26 @@ def test_a_refused_submit_whose_id_is_unknown_raises_the_refusal(scripted: Scrip
     with pytest.raises(AireiterInvalidRequestError, match="banned list"):
         hook().submit("seedream_v5_lite", {"prompt": "x"}, "t1")
     assert [r.path.rsplit("/", 1)[-1] for r in scripted.received] == ["submit", "query"]
+
+
+def test_a_wait_never_asks_back_to_back_whatever_the_settings(scripted: ScriptedServer) -> None:
+    """Zero delays and a zero poll interval: failed queries still pause (0.1 s at least) until the deadline."""
+    import time
+
+    from airflow_provider_aireiter.retry import MIN_WAIT_PAUSE, AireiterRetryPolicy
+
+    scripted.default = Answer(502, b"bad gateway")
+    policy = AireiterRetryPolicy(base_delay=0, max_delay=0)
+    started = time.monotonic()
+    with pytest.raises(AireiterTimeoutError, match="not answering at the deadline"):
+        AireiterHook(retry_policy=policy).wait_for_task("t1", poll_interval=0, timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert len(scripted.received) <= elapsed / MIN_WAIT_PAUSE + 2
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_a_retry_policy_refuses_delays_that_are_not_finite(value: float) -> None:
+    from airflow_provider_aireiter.retry import AireiterRetryPolicy
+
+    with pytest.raises(ValueError, match="max_delay must be a finite number"):
+        AireiterRetryPolicy(max_delay=value)

@@ -144,3 +144,35 @@ def test_partial_arguments_are_validated_at_parse_time_like_unmapped_ones() -> N
             AireiterGenerateOperator.partial(
                 task_id="generic_bad", model="seedream_v5_lite", model_params={"prompt": 3}
             ).expand(out_task_id=["x"])
+
+
+def test_a_reattach_counts_as_changed_only_what_certainly_differs() -> None:
+    """A false "changed" would pay again on every retry: spelling differences of the echo do not count."""
+    from airflow_provider_aireiter.operators.aireiter import SeedreamV5LiteOperator, Veo31Operator
+    from airflow_provider_aireiter.task_types import TaskInfo
+
+    def changes(op: object, params: dict[str, object], echoed: dict[str, object] | None) -> list[str] | None:
+        info = TaskInfo(status="completed", request=echoed)
+        return op._request_changes(info, params)  # type: ignore[attr-defined]
+
+    image = SeedreamV5LiteOperator(task_id="i", prompt="a fox")
+    sent = {"prompt": "a fox", "image_url": ("u1", "u2"), "web_search": True, "seed": None}
+    assert changes(image, sent, None) is None  # nothing echoed: nothing to compare
+    same = {
+        "model": "seedream_v5_lite",
+        "params": {"prompt": "a fox ", "image_url": ["u1", "u2"], "web_search": "true"},
+    }
+    assert changes(image, sent, same) == []
+    data_uri = {"prompt": "a fox", "image_url": ["data:image/png;base64,AAAA"]}
+    cdn = {"model": "seedream_v5_lite", "params": {"prompt": "a fox", "image_url": ["https://cdn/x.png"]}}
+    assert changes(image, data_uri, cdn) == []
+    other = {"model": "seedream_v5_lite", "params": {"prompt": "a red kite", "image_url": ["u1"]}}
+    assert changes(image, sent, other) == ["params.image_url", "params.prompt"]
+    assert changes(image, {"prompt": "A Fox"}, {"model": "seedream_v5_lite", "params": {"prompt": "a fox"}}) == [
+        "params.prompt"
+    ]
+    assert changes(image, {"prompt": "a fox"}, {"model": "nano_banana_pro", "params": {"prompt": "a fox"}}) == [
+        "model ('nano_banana_pro' -> 'seedream_v5_lite')"
+    ]
+    veo = Veo31Operator(task_id="v", prompt="p", image_url="https://x/a.png", channel="plus")
+    assert changes(veo, {"prompt": "p"}, {"model": "veo3_1", "params": {"prompt": "p"}}) == []

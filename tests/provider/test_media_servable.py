@@ -189,3 +189,27 @@ def test_a_thumbnail_is_refused_before_decoding_what_it_cannot_afford(data: byte
     finally:
         tracemalloc.stop()
     assert peak < 20 * 1024 * 1024  # decoding 12000x12000 RGB would take 432 MB
+
+
+def test_a_fifo_swapped_in_is_refused_without_waiting(root: Path) -> None:
+    path = store(root, "af-x_0.png", PNG)
+    path.unlink()
+    os.mkfifo(path)  # opening a FIFO for reading would block a request thread until a writer comes
+    assert servable(entry(), media_file(path), roots(root)) is None
+
+
+def test_unparsable_values_of_an_edited_result_are_refused_not_raised(root: Path) -> None:
+    from airflow_provider_aireiter.media_view.pages import _service_link
+
+    odd = MediaFile(index=0, url="http://[", path="s3://[bucket/af-x_0.png", content_type=None, size=None)
+    assert MediaFile(index=0, url="http://[/x.png", path=None, content_type=None, size=None).kind == "other"
+    assert servable(entry(), odd, [*roots(root), "s3://bucket"]) is None
+    assert _service_link("http://[") is None and _service_link("javascript:alert(1)") is None
+
+
+def test_a_bucket_without_a_path_is_a_root() -> None:
+    from airflow_provider_aireiter.media_view.records import _location, _under_a_root
+
+    stored = _location("s3://bucket/media/af-x_0.png")
+    assert stored is not None and _under_a_root(stored, ["s3://bucket"])
+    assert not _under_a_root(stored, ["s3://other-bucket"])
