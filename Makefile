@@ -79,6 +79,7 @@ bench: venv
 	$(BIN)/python benchmarks/parse_overhead.py
 	$(BIN)/python benchmarks/poll_layers.py
 	$(BIN)/python benchmarks/triggerer_capacity.py
+	$(BIN)/python benchmarks/wake_cost.py
 
 clean:
 	rm -rf $(VENV) .venv-3.1 .venv-3.2 .demo .e2e .ui

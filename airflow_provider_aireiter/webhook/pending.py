@@ -46,9 +46,8 @@ def log_wake_failure(error: BaseException, out_task_id: str) -> None:
         _WARNED_FAILURES.add(kind)
     if first:
         log.warning(
-            "Waking the tasks waiting for AIReiter task %s failed: %s: %s. The callback is kept and tried "
-            "again for 2 minutes, then polling finishes the task. Further failures of this kind are logged at "
-            "DEBUG.",
+            "Waking the tasks waiting for AIReiter task %s failed: %s: %s. Their triggers' fallback polls "
+            "finish them. Further failures of this kind are logged at DEBUG.",
             out_task_id[:64],
             kind,
             str(error)[:300],

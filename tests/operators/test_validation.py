@@ -151,7 +151,7 @@ def test_a_reattach_counts_as_changed_only_what_certainly_differs() -> None:
     from airflow_provider_aireiter.operators.aireiter import SeedreamV5LiteOperator, Veo31Operator
     from airflow_provider_aireiter.task_types import TaskInfo
 
-    def changes(op: object, params: dict[str, object], echoed: dict[str, object] | None) -> list[str] | None:
+    def changes(op: object, params: dict[str, Any], echoed: dict[str, Any] | None) -> list[str] | None:
         info = TaskInfo(status="completed", request=echoed)
         return op._request_changes(info, params)  # type: ignore[attr-defined]
 

@@ -1,0 +1,277 @@
+"""The provider on Airflow's distributed setup, under faults.
+
+CeleryExecutor with Redis, two schedulers, two triggerers, two api-servers and two Celery workers on
+one PostgreSQL database, one dag-processor, all on loopback (``Topology`` in deployment.py). Every
+process names its component as its hostname, so the database says which triggerer held which
+trigger and which worker ran which try. Three faults, each at its moment, with evidence:
+
+1. a triggerer killed (SIGKILL) while every generation waits in the triggerers: its triggers must
+   move to the other one and finish;
+2. a Celery worker killed (SIGKILL) while the submit it sent is still open at the service: the
+   task's retry must reattach, not pay again;
+3. an api-server restarted while a callback is pending in its memory (it came while the task's
+   deferral was settling): what the user gets instead is measured (the fallback poll).
+
+Asserted over the whole run: every task instance ``success``, exactly one submit per ``out_task_id``
+received by the service (which charges a second one), every callback answered 2xx, every file complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_aireiter.testing.emulator import Emulator, Fault
+from tests.conftest import conn_json
+from tests.e2e.deployment import AirflowDeployment, Topology, free_port
+
+DAGS = Path(__file__).parent / "distributed_dags"
+TOPOLOGY = Topology(schedulers=2, triggerers=2, api_servers=2, celery_workers=2)
+SECRET = "distributed-e2e-callback-secret"
+LOAD_TASKS = 16  # 12 with callbacks (6 to each api-server), 4 polling only
+#: seconds a generation takes at the service in the load run: long enough for a killed triggerer's
+#: triggers to move (10 s heartbeat threshold) before the first completes
+GENERATION_SECONDS = 75.0
+EVIDENCE: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Any:
+    durations = {"*": (0.0, GENERATION_SECONDS), "quick_image_model": (0.0, 3.0)}
+    # create_new: a second submit of an out_task_id would create (and charge) a second task.
+    with Emulator(speed=1.0, port=0, durations=durations, duplicate_policy="create_new", credits=10**6) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("distributed-media")
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
+) -> AirflowDeployment:
+    dags = tmp_path_factory.mktemp("distributed-dags")
+    shutil.copy(DAGS / "distributed_dags.py", dags / "distributed_dags.py")
+    ports = [free_port(), free_port()]
+    callbacks = {"callback_secret": SECRET, "timeout": 30}
+    env = {
+        "AIRFLOW_CONN_AIREITER_CB_A": conn_json(
+            emulator.base_url, emulator.api_key, callback_base_url=f"http://127.0.0.1:{ports[0]}", **callbacks
+        ),
+        "AIRFLOW_CONN_AIREITER_CB_B": conn_json(
+            emulator.base_url, emulator.api_key, callback_base_url=f"http://127.0.0.1:{ports[1]}", **callbacks
+        ),
+        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key, timeout=30),
+        "AIREITER_MEDIA_ROOT": str(media),
+        "AIRFLOW__AIREITER__MEDIA_ROOTS": f"file://{media}",
+    }
+    dep: AirflowDeployment = airflow_deployment_factory(
+        dags, env=env, topology=TOPOLOGY, api_ports=ports, startup_timeout=300.0
+    )
+    return dep
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def db(dep: AirflowDeployment, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the deployment's metadata database."""
+    import sqlalchemy
+
+    assert dep._pg is not None
+    engine = sqlalchemy.create_engine(dep._pg.url("psycopg2"), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(sqlalchemy.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def triggers_by_triggerer(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, str | None]:
+    """``task[map]`` -> the hostname (component) of the triggerer holding its trigger, for deferred tasks."""
+    rows = db(
+        dep,
+        "SELECT ti.task_id, ti.map_index, j.hostname FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
+        "LEFT JOIN job j ON j.id = t.triggerer_id WHERE ti.dag_id = :dag AND ti.run_id = :run AND ti.state = 'deferred'",
+        dag=dag_id,
+        run=run_id,
+    )
+    return {f"{task}[{index}]": host for task, index, host in rows}
+
+
+def states(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, str | None]:
+    return {f"{t['task_id']}[{t.get('map_index', -1)}]": t.get("state") for t in dep.task_instances(dag_id, run_id)}
+
+
+def results(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for ti in dep.task_instances(dag_id, run_id):
+        key = f"{ti['task_id']}[{ti.get('map_index', -1)}]"
+        found[key] = dep.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+    return found
+
+
+def test_a_triggerer_killed_while_everything_waits(deployment: AirflowDeployment, emulator: Emulator) -> None:
+    run_id = deployment.trigger("distributed_load")
+    deferred = wait_until(
+        "every generation to wait in a triggerer",
+        lambda: (
+            held
+            if len(held := triggers_by_triggerer(deployment, "distributed_load", run_id)) == LOAD_TASKS
+            and all(held.values())
+            else None
+        ),
+        timeout=180,
+    )
+    hosts = sorted({h for h in deferred.values() if h})
+    victim = max(hosts, key=lambda h: sum(1 for v in deferred.values() if v == h))
+    survivor = next(name for name in TOPOLOGY.names("triggerer") if name != victim)
+    moved_tasks = sorted(task for task, host in deferred.items() if host == victim)
+    killed_at = time.time()
+    deployment.kill(victim, signal.SIGKILL)
+
+    # Its triggers move to the other triggerer (before any generation completes: GENERATION_SECONDS).
+    def moved() -> dict[str, str | None] | None:
+        now = triggers_by_triggerer(deployment, "distributed_load", run_id)
+        picked = {task: now.get(task) for task in moved_tasks}
+        return picked if all(host == survivor for host in picked.values()) else None
+
+    after = wait_until(f"the triggers of {victim} to move to {survivor}", moved, timeout=60)
+    moved_after = time.time() - killed_at
+    assert deployment.wait_for_run("distributed_load", run_id, timeout=360) == "success"
+    assert set(states(deployment, "distributed_load", run_id).values()) == {"success"}
+    EVIDENCE["triggerer"] = {
+        "killed": victim,
+        "at": killed_at,
+        "held before": {task: deferred[task] for task in moved_tasks},
+        "held after": after,
+        "moved within s": round(moved_after, 1),
+        "polling-only tasks among them": [t for t in moved_tasks if t.startswith("polling")],
+    }
+    print("triggerer fault:", json.dumps(EVIDENCE["triggerer"], indent=1))
+    EVIDENCE["load_run"] = run_id
+
+
+def submits(emulator: Emulator) -> list[dict[str, Any]]:
+    return [r["body"] for r in emulator.requests() if r["path"].endswith("/submit") and isinstance(r["body"], dict)]
+
+
+def test_a_celery_worker_killed_during_a_submit(deployment: AirflowDeployment, emulator: Emulator) -> None:
+    before = len(submits(emulator))
+    emulator.faults.script("submit", [Fault("slow", seconds=15.0)])  # the service holds the submit open
+    run_id = deployment.trigger("distributed_worker_kill")
+    sent = wait_until("the victim's submit to reach the service", lambda: submits(emulator)[before:], timeout=180)
+    out_task_id = sent[0]["out_task_id"]
+    ti = deployment.api("GET", f"/api/v2/dags/distributed_worker_kill/dagRuns/{run_id}/taskInstances/victim")
+    worker = ti["hostname"]
+    assert worker in TOPOLOGY.names("celery-worker") and ti["state"] == "running", ti
+    in_flight = emulator.task(out_task_id) is None  # the slow submit has not been processed yet
+    deployment.kill(worker, signal.SIGKILL)
+    killed_at = time.time()
+    assert in_flight, "the submit was answered before the worker was killed"
+
+    assert deployment.wait_for_run("distributed_worker_kill", run_id, timeout=360) == "success"
+    final = deployment.api("GET", f"/api/v2/dags/distributed_worker_kill/dagRuns/{run_id}/taskInstances/victim")
+    assert final["try_number"] >= 2 and final["hostname"] != worker, final
+    assert emulator.submit_request_count(out_task_id) == 1
+    assert emulator.submit_count(out_task_id) == 1
+    log = deployment.task_log("distributed_worker_kill", run_id, "victim", try_number=final["try_number"])
+    assert "reattaching, nothing is submitted" in log, log[-3000:]
+    EVIDENCE["worker"] = {
+        "killed": worker,
+        "at": killed_at,
+        "doing": f"the submit of {out_task_id}, held open by the service for 15 s",
+        "retried on": final["hostname"],
+        "try": final["try_number"],
+    }
+    print("worker fault:", json.dumps(EVIDENCE["worker"], indent=1))
+    deployment.restart(worker)
+
+
+def test_an_api_server_restarted_while_a_callback_is_pending(deployment: AirflowDeployment, emulator: Emulator) -> None:
+    run_id = deployment.trigger("distributed_pending")
+
+    def pending() -> dict[str, Any] | None:
+        for record in emulator.callbacks():
+            if record["delivered"] and '"pending":true' in (record.get("answer") or "").replace(" ", ""):
+                return record
+        return None
+
+    callback = wait_until("a callback to be kept pending by api-server-2", pending, timeout=180, every=0.1)
+    assert callback["path"].startswith("/aireiter/callback/aireiter_cb_b/")
+    restart_began = time.time()
+    deployment.restart("api-server-2", signal.SIGTERM)
+    restarted_at = time.time()
+    assert deployment.wait_for_run("distributed_pending", run_id, timeout=240) == "success"
+    ti = deployment.api("GET", f"/api/v2/dags/distributed_pending/dagRuns/{run_id}/taskInstances/quick")
+    remote = emulator.task(callback["out_task_id"]) or {}
+    completed = _epoch(remote.get("completed_at"))
+    ended = _epoch(ti["end_date"])
+    woke = f"callback for {callback['out_task_id']} woke" in deployment.process_log("api-server-2")
+    EVIDENCE["api_server"] = {
+        "callback kept pending at": callback["time"],
+        "api-server-2 stopped (SIGTERM) at": restart_began,
+        "api-server-2 serving again at": restarted_at,
+        "the pending wake still happened before the process ended": woke,
+        "remote task completed at": completed,
+        "Airflow task ended at": ended,
+        "task ended s after completion": round(ended - completed, 1),
+        "fallback poll every s": 30,
+    }
+    print("api-server fault:", json.dumps(EVIDENCE["api_server"], indent=1))
+    # The pending wake died with the process: the task finished by its trigger's fallback poll.
+    assert callback["time"] < restart_began < restarted_at < ended
+
+
+def _epoch(text: str | None) -> float:
+    from datetime import datetime
+
+    assert text, "no timestamp"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_one_submit_each_every_callback_answered_and_complete_files(
+    deployment: AirflowDeployment, emulator: Emulator, media: Path
+) -> None:
+    ids = [body["out_task_id"] for body in submits(emulator)]
+    assert len(ids) == LOAD_TASKS + 2, ids
+    assert len(ids) == len(set(ids)), "an out_task_id was submitted twice"
+    for out_task_id in ids:
+        assert emulator.submit_count(out_task_id) == 1, out_task_id
+    callbacks = emulator.callbacks()
+    assert callbacks and all(c["delivered"] for c in callbacks), [c for c in callbacks if not c["delivered"]]
+    by_api_server = {
+        path: sum(1 for c in callbacks if f"/{path}/" in c["path"]) for path in ("aireiter_cb_a", "aireiter_cb_b")
+    }
+    assert by_api_server["aireiter_cb_a"] >= 6 and by_api_server["aireiter_cb_b"] >= 6, by_api_server
+    fetch = requests.Session()
+    fetch.trust_env = False
+    checked = 0
+    for dag_id in ("distributed_load", "distributed_worker_kill", "distributed_pending"):
+        for run in deployment.api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]:
+            for key, result in results(deployment, dag_id, run["dag_run_id"]).items():
+                assert result and result["outputs"], (dag_id, key, result)
+                for output in result["outputs"]:
+                    stored = Path(output["path"].removeprefix("file://"))
+                    assert stored.read_bytes() == fetch.get(output["url"], timeout=60).content, stored
+                    checked += 1
+    assert checked >= LOAD_TASKS + 2
+    print("fault evidence:", json.dumps(EVIDENCE, indent=1, default=str))
