@@ -133,6 +133,12 @@ def test_a_wait_rides_out_a_45_s_outage(aireiter_connection: Emulator, tmp_path:
     warnings = text.count("AIReiter has not answered for")
     assert 1 <= warnings <= 2, f"{warnings} outage warnings"
     assert "again after" in text
+    after = min(q["time"] for q in outage.queries() if q["time"] >= outage.ended) - outage.ended
+    print(
+        f"\noutage [{kind}]: {outage.ended - outage.started:.1f} s of HTTP 502, {len(failed)} failed queries, "
+        f"task completed {outage.completed - outage.started:.1f} s in, first query after it {after:.1f} s later, "
+        f"{warnings} warning(s), state {state}, {emu.submit_count(out_task_id)} submit"
+    )
 
 
 @pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.0, 3600.0)})
