@@ -30,7 +30,8 @@ typecheck: venv
 
 # The CeleryExecutor stack of the distributed e2e test (tests/e2e/test_distributed.py), pinned for 3.3.
 $(VENV)/.celery-installed: constraints/celery-airflow-3.3.txt | $(VENV)/.installed
-	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints/celery-airflow-3.3.txt apache-airflow-providers-celery
+	$(BIN)/uv pip install -q --python $(BIN)/python -c constraints/celery-airflow-3.3.txt apache-airflow-providers-celery \
+	  || $(BIN)/pip install -q -c constraints/celery-airflow-3.3.txt apache-airflow-providers-celery
 	touch $@
 
 # The newest Airflow: the non-e2e tests two at a time (pytest-xdist), then the e2e tests alone.
@@ -63,8 +64,9 @@ pytest-3.1: .venv-3.1/.installed
 test: lint typecheck pytest pytest-3.2 pytest-3.1
 
 # The suite with every core kept busy by bounded CPU hogs (how a busy laptop or CI runner runs it).
-test-under-load: venv
+test-under-load: venv $(VENV)/.celery-installed
 	bash scripts/ensure_postgres.sh
+	bash scripts/ensure_redis.sh >/dev/null
 	$(BIN)/python scripts/under_load.py -- $(BIN)/python -m pytest -q
 
 demo: venv

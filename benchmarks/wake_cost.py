@@ -66,14 +66,14 @@ def inner(tasks: int, rounds: int) -> dict[str, Any]:
         return time.perf_counter() - started
 
     baseline(0)  # the engine's first connection is not what a request costs
-    first = scenario.wake(f"bulk-{tasks // 2}")
+    first = scenario.wake(f"bulk-{tasks - 1}")
     assert first[0] == 1, first
     steady, base = [], []
     for n in range(rounds):
         woken, _statements, seconds, _held = scenario.wake(f"bulk-{n}")
         assert woken == 1
         steady.append(seconds)
-        base.append(baseline(tasks - 1 - n))
+        base.append(baseline(tasks - 2 - n))
     return {
         "tasks": tasks,
         "setup_seconds": setup["setup_seconds"],

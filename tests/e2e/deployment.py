@@ -69,10 +69,18 @@ class DagRunTimeout(DagRunFailed, TimeoutError):
     """A DAG run did not finish in time."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port, never one this process handed out before (ports are bound later)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _tail(path: Path, lines: int = 60) -> str:
@@ -486,27 +494,47 @@ class AirflowDeployment:
             env={**self.env, COMPONENT_ENV: name}, cwd=self.workdir, start_new_session=True,
         )  # fmt: skip
 
+    def _component_processes(self, name: str) -> list[int]:
+        """Every live process of a component, task runners in process groups of their own included."""
+        marked = set(processes_with_env(MARKER_ENV, self.marker))
+        return [pid for pid in processes_with_env(COMPONENT_ENV, name) if pid in marked]
+
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
-        """Send ``sig`` to a component's whole process group (SIGKILL: as a machine dies); its pid."""
+        """Send ``sig`` to every process of a component (SIGKILL: as its machine dies), the task
+        runners Airflow's supervisor moved to process groups of their own included; its pid."""
         process = self.processes[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+        for pid in self._component_processes(name):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), sig)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
         self._dead.add(name)
+        if sig == signal.SIGKILL:
+            give_up = time.monotonic() + 10
+            while self._component_processes(name) and time.monotonic() < give_up:
+                time.sleep(0.1)
+            left = self._component_processes(name)
+            if left:
+                raise DeploymentError(f"processes of {name} survived SIGKILL: {left}")
         return process.pid
 
     def restart(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop a component (``sig``, then SIGKILL after 15 s) and start it again."""
         process = self.processes[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:  # a process killed earlier is not signalled again (its pid may be reused)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
         self._spawn(name)
         self._dead.discard(name)
         if name.startswith("api-server"):
@@ -552,7 +580,7 @@ class AirflowDeployment:
             return
         self._running = False
         self._session.close()  # or uvicorn's graceful shutdown waits for our keep-alive connection
-        groups = [process.pid for process in self.processes.values()]
+        groups = [process.pid for process in self.processes.values() if process.poll() is None]
         for pgid in groups:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)

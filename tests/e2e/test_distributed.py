@@ -37,15 +37,13 @@ DAGS = Path(__file__).parent / "distributed_dags"
 TOPOLOGY = Topology(schedulers=2, triggerers=2, api_servers=2, celery_workers=2)
 SECRET = "distributed-e2e-callback-secret"
 LOAD_TASKS = 16  # 12 with callbacks (6 to each api-server), 4 polling only
-#: seconds a generation takes at the service in the load run: long enough for a killed triggerer's
-#: triggers to move (10 s heartbeat threshold) before the first completes
-GENERATION_SECONDS = 75.0
 EVIDENCE: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Any:
-    durations = {"*": (0.0, GENERATION_SECONDS), "quick_image_model": (0.0, 3.0)}
+    # Generations run until the test completes them (at the moment each fault needs), except the quick one.
+    durations = {"*": (0.0, 36_000.0), "quick_image_model": (0.0, 3.0)}
     # create_new: a second submit of an out_task_id would create (and charge) a second task.
     with Emulator(speed=1.0, port=0, durations=durations, duplicate_policy="create_new", credits=10**6) as emu:
         yield emu
@@ -139,35 +137,40 @@ def test_a_triggerer_killed_while_everything_waits(deployment: AirflowDeployment
             and all(held.values())
             else None
         ),
-        timeout=180,
+        timeout=240,
     )
-    hosts = sorted({h for h in deferred.values() if h})
-    victim = max(hosts, key=lambda h: sum(1 for v in deferred.values() if v == h))
+    # The victim: a triggerer holding polling-only tasks, which nothing but a moved trigger can finish.
+    polled = {host for task, host in deferred.items() if task.startswith("polling")}
+    victim = max(polled, key=lambda h: sum(1 for v in deferred.values() if v == h))
     survivor = next(name for name in TOPOLOGY.names("triggerer") if name != victim)
     moved_tasks = sorted(task for task, host in deferred.items() if host == victim)
     killed_at = time.time()
     deployment.kill(victim, signal.SIGKILL)
 
-    # Its triggers move to the other triggerer (before any generation completes: GENERATION_SECONDS).
     def moved() -> dict[str, str | None] | None:
         now = triggers_by_triggerer(deployment, "distributed_load", run_id)
         picked = {task: now.get(task) for task in moved_tasks}
         return picked if all(host == survivor for host in picked.values()) else None
 
-    after = wait_until(f"the triggers of {victim} to move to {survivor}", moved, timeout=60)
+    after = wait_until(f"the triggers of {victim} to move to {survivor}", moved, timeout=120)
     moved_after = time.time() - killed_at
+    # Only now do the generations complete: the moved triggers must see it (polling-only tasks) and the
+    # api-servers' wakes must reach tasks whose triggers moved (the others).
+    for body in submits(emulator):
+        emulator.complete_task(body["out_task_id"])
     assert deployment.wait_for_run("distributed_load", run_id, timeout=360) == "success"
     assert set(states(deployment, "distributed_load", run_id).values()) == {"success"}
+    polling_moved = [t for t in moved_tasks if t.startswith("polling")]
+    assert polling_moved, moved_tasks
     EVIDENCE["triggerer"] = {
         "killed": victim,
         "at": killed_at,
         "held before": {task: deferred[task] for task in moved_tasks},
         "held after": after,
         "moved within s": round(moved_after, 1),
-        "polling-only tasks among them": [t for t in moved_tasks if t.startswith("polling")],
+        "polling-only tasks among them (finished by the moved triggers)": polling_moved,
     }
     print("triggerer fault:", json.dumps(EVIDENCE["triggerer"], indent=1))
-    EVIDENCE["load_run"] = run_id
 
 
 def submits(emulator: Emulator) -> list[dict[str, Any]]:
@@ -176,7 +179,7 @@ def submits(emulator: Emulator) -> list[dict[str, Any]]:
 
 def test_a_celery_worker_killed_during_a_submit(deployment: AirflowDeployment, emulator: Emulator) -> None:
     before = len(submits(emulator))
-    emulator.faults.script("submit", [Fault("slow", seconds=15.0)])  # the service holds the submit open
+    emulator.faults.script("submit", [Fault("slow", seconds=6.0)])  # the service holds the submit open
     run_id = deployment.trigger("distributed_worker_kill")
     sent = wait_until("the victim's submit to reach the service", lambda: submits(emulator)[before:], timeout=180)
     out_task_id = sent[0]["out_task_id"]
@@ -188,7 +191,13 @@ def test_a_celery_worker_killed_during_a_submit(deployment: AirflowDeployment, e
     killed_at = time.time()
     assert in_flight, "the submit was answered before the worker was killed"
 
-    assert deployment.wait_for_run("distributed_worker_kill", run_id, timeout=360) == "success"
+    def retried() -> dict[str, Any] | None:
+        ti = deployment.api("GET", f"/api/v2/dags/distributed_worker_kill/dagRuns/{run_id}/taskInstances/victim")
+        return ti if ti["try_number"] >= 2 and ti["state"] == "deferred" else None
+
+    wait_until("the retry to reattach and defer", retried, timeout=240)
+    emulator.complete_task(out_task_id)
+    assert deployment.wait_for_run("distributed_worker_kill", run_id, timeout=240) == "success"
     final = deployment.api("GET", f"/api/v2/dags/distributed_worker_kill/dagRuns/{run_id}/taskInstances/victim")
     assert final["try_number"] >= 2 and final["hostname"] != worker, final
     assert emulator.submit_request_count(out_task_id) == 1
@@ -198,7 +207,7 @@ def test_a_celery_worker_killed_during_a_submit(deployment: AirflowDeployment, e
     EVIDENCE["worker"] = {
         "killed": worker,
         "at": killed_at,
-        "doing": f"the submit of {out_task_id}, held open by the service for 15 s",
+        "doing": f"the submit of {out_task_id}, held open by the service for 6 s (task runner killed too)",
         "retried on": final["hostname"],
         "try": final["try_number"],
     }
@@ -207,38 +216,45 @@ def test_a_celery_worker_killed_during_a_submit(deployment: AirflowDeployment, e
 
 
 def test_an_api_server_restarted_while_a_callback_is_pending(deployment: AirflowDeployment, emulator: Emulator) -> None:
+    seen = len(emulator.callbacks())
+    before = len(submits(emulator))
     run_id = deployment.trigger("distributed_pending")
+    sent = wait_until("the quick task's submit", lambda: submits(emulator)[before:], timeout=180)
+    out_task_id = sent[0]["out_task_id"]
 
     def pending() -> dict[str, Any] | None:
-        for record in emulator.callbacks():
-            if record["delivered"] and '"pending":true' in (record.get("answer") or "").replace(" ", ""):
+        for record in emulator.callbacks()[seen:]:
+            answer = (record.get("answer") or "").replace(" ", "")
+            if record["out_task_id"] == out_task_id and record["delivered"] and '"pending":true' in answer:
                 return record
         return None
 
-    callback = wait_until("a callback to be kept pending by api-server-2", pending, timeout=180, every=0.1)
+    callback = wait_until("its callback to be kept pending by api-server-2", pending, timeout=180, every=0.1)
     assert callback["path"].startswith("/aireiter/callback/aireiter_cb_b/")
     restart_began = time.time()
-    deployment.restart("api-server-2", signal.SIGTERM)
+    deployment.restart("api-server-2", signal.SIGKILL)  # as a crash or an OOM kill: nothing runs on
     restarted_at = time.time()
     assert deployment.wait_for_run("distributed_pending", run_id, timeout=240) == "success"
     ti = deployment.api("GET", f"/api/v2/dags/distributed_pending/dagRuns/{run_id}/taskInstances/quick")
-    remote = emulator.task(callback["out_task_id"]) or {}
+    remote = emulator.task(out_task_id) or {}
     completed = _epoch(remote.get("completed_at"))
     ended = _epoch(ti["end_date"])
-    woke = f"callback for {callback['out_task_id']} woke" in deployment.process_log("api-server-2")
+    woke = f"callback for {out_task_id} woke" in deployment.process_log("api-server-2")
     EVIDENCE["api_server"] = {
         "callback kept pending at": callback["time"],
-        "api-server-2 stopped (SIGTERM) at": restart_began,
+        "api-server-2 killed at": restart_began,
         "api-server-2 serving again at": restarted_at,
-        "the pending wake still happened before the process ended": woke,
         "remote task completed at": completed,
         "Airflow task ended at": ended,
         "task ended s after completion": round(ended - completed, 1),
         "fallback poll every s": 30,
     }
     print("api-server fault:", json.dumps(EVIDENCE["api_server"], indent=1))
-    # The pending wake died with the process: the task finished by its trigger's fallback poll.
-    assert callback["time"] < restart_began < restarted_at < ended
+    # The pending wake died with the process: nothing woke the task, its trigger's fallback poll
+    # finished it, later than the wake would have (the settle hold, 15 s after the deferral).
+    assert callback["time"] < restart_began < ended
+    assert not woke
+    assert ended - completed > 25, EVIDENCE["api_server"]
 
 
 def _epoch(text: str | None) -> float:
@@ -252,7 +268,7 @@ def test_one_submit_each_every_callback_answered_and_complete_files(
     deployment: AirflowDeployment, emulator: Emulator, media: Path
 ) -> None:
     ids = [body["out_task_id"] for body in submits(emulator)]
-    assert len(ids) == LOAD_TASKS + 2, ids
+    assert len(ids) >= LOAD_TASKS, ids
     assert len(ids) == len(set(ids)), "an out_task_id was submitted twice"
     for out_task_id in ids:
         assert emulator.submit_count(out_task_id) == 1, out_task_id
@@ -273,5 +289,5 @@ def test_one_submit_each_every_callback_answered_and_complete_files(
                     stored = Path(output["path"].removeprefix("file://"))
                     assert stored.read_bytes() == fetch.get(output["url"], timeout=60).content, stored
                     checked += 1
-    assert checked >= LOAD_TASKS + 2
+    assert checked >= len(ids)
     print("fault evidence:", json.dumps(EVIDENCE, indent=1, default=str))
