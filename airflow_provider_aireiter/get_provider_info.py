@@ -8,7 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_aireiter import __version__
-from airflow_provider_aireiter.resume_gate import DEFAULT_SETTLE_SECONDS
+
+#: the connection type, and the connection operators, sensor, hook and trigger use by default
+CONN_TYPE = "aireiter"
+DEFAULT_CONN_ID = "aireiter_default"
+#: seconds after a deferral before the provider resumes the task (``[aireiter] resume_settle_seconds``,
+#: see :mod:`airflow_provider_aireiter.triggers.aireiter`)
+DEFAULT_SETTLE_SECONDS = 15.0
 
 PACKAGE_NAME = "airflow-provider-aireiter"
 
@@ -51,7 +57,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_provider_aireiter.triggers.aireiter"],
             }
         ],
-        "extra-links": ["airflow_provider_aireiter.operators.links.AireiterOutputLink"],
+        "extra-links": ["airflow_provider_aireiter.operators.aireiter.AireiterOutputLink"],
         "config": {
             "aireiter": {
                 "description": "Settings of the AIReiter provider.",

@@ -1,16 +1,4 @@
-"""When and how long to wait before retrying a call: one policy, carried out by tenacity on both paths.
-
-Every request is retried in exactly one place: the hook's sync calls and downloads through
-:meth:`AireiterRetryPolicy.retrying`, and the submit's re-check through the same waits. The submit
-itself is not a plain retry (see ``AireiterHook.submit``).
-
-The queries of a *wait* (the sync wait, the trigger, the sensor's deferred wait) are retried by
-:meth:`AireiterRetryPolicy.call_in_wait` (async: :meth:`AireiterRetryPolicy.acall`) instead:
-their budget is time, not tries. A failed query
-is asked again after a backoff capped by the wait's poll interval, until an answer comes, the wait's
-deadline passes, or (only when the caller sets ``give_up_after``) the service has not answered for
-that long. So an outage shorter than the wait does not end the wait.
-"""
+"""RETRYDOC"""
 
 from __future__ import annotations
 
@@ -21,16 +9,27 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_aireiter.exceptions import AireiterError, AireiterRateLimitedError
+from airflow_provider_aireiter.api_types import StatusKind, TaskInfo
+from airflow_provider_aireiter.exceptions import (
+    AireiterError,
+    AireiterRateLimitedError,
+    AireiterTaskFailedError,
+    AireiterTaskNotFoundError,
+    AireiterTimeoutError,
+)
 
-if TYPE_CHECKING:  # tenacity is imported where a call is retried, not when a DAG file is parsed
+if TYPE_CHECKING:
     import tenacity
 
 
+# -------------------- from retry.py --------------------
 T = TypeVar("T")
+
 
 #: the shortest pause between two failed queries of a wait (seconds)
 MIN_WAIT_PAUSE = 0.1
+
+
 #: while a wait's queries keep failing, one warning at the first failure, then at most one per this many seconds
 OUTAGE_WARNING_SECONDS = 60.0
 
@@ -216,19 +215,7 @@ class AireiterRetryPolicy:
     ) -> T:
         """``await call()``, retried if it fails retryably: as one query of a wait (as
         :meth:`call_in_wait`) when ``poll_interval`` and ``stop_at`` are given, else as a single call
-        (:meth:`async_retrying`: the policy's tries, none started after ``stop_at``).
-
-        The first try runs before any tenacity object exists: a trigger's poll nearly always succeeds,
-        and setting tenacity up cost about a quarter of the CPU of the whole poll
-        (``benchmarks/triggerer_capacity.py``). A first try that fails is handed to tenacity as its
-        attempt 1, so the waits, the stop conditions and the log lines are those of one tenacity loop.
-        """
-        try:
-            return await call()
-        except AireiterError as error:
-            if not error.retryable:
-                raise
-            first_failure: AireiterError | None = error
+        (:meth:`async_retrying`: the policy's tries, none started after ``stop_at``)."""
         import tenacity
 
         outage: OutageLog | None = None
@@ -240,9 +227,6 @@ class AireiterRetryPolicy:
             retrying = self.async_retrying(what=what, log=log, stop_at=stop_at)
         async for attempt in retrying:
             with attempt:
-                if first_failure is not None:
-                    failure, first_failure = first_failure, None
-                    raise failure
                 result = await call()
                 if outage is not None:
                     outage.answered()
@@ -308,3 +292,80 @@ def _stop_at(epoch: float) -> Callable[[tenacity.RetryCallState], bool]:
         return time.time() >= epoch
 
     return stop
+
+
+# -------------------- from waiting.py --------------------
+def raise_if_failed(info: TaskInfo) -> None:
+    """Raise :class:`AireiterTaskFailedError` when ``info`` is a failed task."""
+    if info.kind is StatusKind.FAILURE:
+        reason = info.error or "no error text given"
+        raise AireiterTaskFailedError(
+            f"AIReiter task {info.out_task_id!r} ended with status {info.status!r}: {reason}. "
+            "Check the prompt and params (content review rejects some prompts); clearing the task "
+            "submits a new attempt.",
+            out_task_id=info.out_task_id,
+            task_id=info.task_id,
+            remote_error=info.error,
+        )
+
+
+def timeout_error(
+    out_task_id: str, waited: float | None, info: TaskInfo | None, *, last_error: str | None = None
+) -> AireiterTimeoutError:
+    """The error for a wait that ran out of time; it names the id to resume with.
+
+    :param last_error: when the service was not answering as the deadline passed, what the last query met.
+    """
+    last = info.status if info is not None else "not yet visible"
+    after = f" after {waited:.0f}s" if waited is not None else ""
+    failing = f"; the service was not answering at the deadline: {last_error}" if last_error else ""
+    return AireiterTimeoutError(
+        f"Gave up waiting for AIReiter task {out_task_id!r}{after} (last status: {last}{failing}). "
+        f"The remote task may still finish: resume with AireiterTaskSensor(out_task_id={out_task_id!r}) "
+        "or clear this task (it reattaches instead of paying again).",
+        out_task_id=out_task_id,
+    )
+
+
+class StatusWatcher:
+    """Logs a waiter's progress: one line per status change, one warning per unknown status."""
+
+    def __init__(self, log: Any, out_task_id: str, started: float) -> None:
+        self.log = log
+        self.out_task_id = out_task_id
+        self.started = started
+        self.last: str | None = None
+        self.warned: set[str] = set()
+        self.missing_since: float | None = None
+
+    def observe(self, info: TaskInfo | None, *, not_found_grace: float | None = None) -> None:
+        """Log what changed; after ``not_found_grace`` seconds of "api task not found", raise
+        :class:`AireiterTaskNotFoundError` (a task this wait submitted should not stay unknown)."""
+        now = time.time()
+        if info is not None:
+            self.missing_since = None
+        elif self.missing_since is None:
+            self.missing_since = now
+        elif not_found_grace is not None and now - self.missing_since >= not_found_grace:
+            raise AireiterTaskNotFoundError(
+                f"AIReiter has answered 'api task not found' for task {self.out_task_id!r} for "
+                f"{now - self.missing_since:.0f}s although it was submitted: check that the connection points at "
+                "the service the task was submitted to.",
+                out_task_id=self.out_task_id,
+            )
+        status = info.status if info is not None else "<not found>"
+        if status == self.last:
+            return
+        self.last = status
+        elapsed = now - self.started
+        if info is None:
+            self.log.info("AIReiter task %s is not visible yet (%.0fs); still waiting.", self.out_task_id, elapsed)
+            return
+        self.log.info("AIReiter task %s is %s (%.0fs elapsed)", self.out_task_id, status, elapsed)
+        if info.kind is StatusKind.UNKNOWN and status not in self.warned:
+            self.warned.add(status)
+            self.log.warning(
+                "AIReiter reported an unknown status %r for %s; treating it as still running.",
+                status,
+                self.out_task_id,
+            )

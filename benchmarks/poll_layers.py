@@ -84,7 +84,7 @@ async def measure(base_url: str, key: str, ids: list[str], rounds: int) -> dict[
     import aiohttp
     from airflow.providers.http.hooks.http import HttpAsyncHook
 
-    from airflow_provider_aireiter.hooks import async_transport
+    from airflow_provider_aireiter.hooks import transport as async_transport
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 
     url = base_url + QUERY_PATH

@@ -208,7 +208,7 @@ def _trigger_factory(kind: str, poll: float, deadline: float, polls: list[int]) 
     """Import what ``kind`` needs (before the baseline), count its polls, return a trigger maker."""
     if kind == AIREITER:
         from airflow_provider_aireiter import retry  # noqa: F401  (imported by the trigger on its first run)
-        from airflow_provider_aireiter.hooks import async_transport  # (by the hook on its first poll)
+        from airflow_provider_aireiter.hooks import transport as async_transport  # (by the hook on its first poll)
 
         # Like aiohttp's own default context (built when aiohttp is imported, so before every kind's
         # baseline): the provider's TLS context is built once per process, about 20 ms, by the first

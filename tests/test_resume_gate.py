@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from airflow_provider_aireiter.resume_gate import (
+from airflow_provider_aireiter.triggers.aireiter import (
     DEFAULT_SETTLE_SECONDS,
     resume_not_before,
     seconds_to_hold,

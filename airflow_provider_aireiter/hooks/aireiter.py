@@ -1,51 +1,497 @@
-"""``AireiterHook``: every HTTP call to AIReiter, sync (``requests``) and async (for triggers), retries included."""
+"""HOOKDOC"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import mimetypes
+import posixpath
+import re
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow.sdk import BaseHook
 
 from airflow_provider_aireiter import __version__
-from airflow_provider_aireiter.connection import (
-    CONN_TYPE,
-    DEFAULT_CONN_ID,
-    ConnectionSettings,
-    settings_from_connection,
-)
-from airflow_provider_aireiter.envelope import (
-    body_code,
-    decode_envelope,
-    error_for_http_status,
-    parse_query,
-    parse_submit,
-    preview,
-)
+from airflow_provider_aireiter.api_types import SubmitResult, TaskInfo
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
-    AireiterGarbledResponseError,
+    AireiterHtmlPageError,
     AireiterInvalidRequestError,
     AireiterResponseError,
     AireiterSubmitOutcomeUnknownError,
     AireiterTaskNotFoundError,
     AireiterTransientError,
 )
-from airflow_provider_aireiter.hooks.transport_errors import from_requests, network_error
-from airflow_provider_aireiter.retry import AireiterRetryPolicy
-from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
-from airflow_provider_aireiter.waiting import StatusWatcher, raise_if_failed, timeout_error
+from airflow_provider_aireiter.get_provider_info import CONN_TYPE, DEFAULT_CONN_ID
+from airflow_provider_aireiter.hooks.transport import (
+    COULD_NOT_CONNECT,
+    TIMEOUT_ANSWERING,
+    TIMEOUT_CONNECTING,
+    TLS_CERTIFICATE,
+    TLS_FAILED,
+    TransportError,
+    TransportFailure,
+    from_requests,
+    loop_transport,
+    network_error,
+    parse_query,
+    parse_submit,
+    preview,
+    read_answer,
+)
+from airflow_provider_aireiter.retry import AireiterRetryPolicy, StatusWatcher, raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
     import requests
 
-    from airflow_provider_aireiter.hooks.downloads import DownloadedFile
 
+# -------------------- from connection.py --------------------
+
+
+DEFAULT_BASE_URL = "https://aireiter.com"
+
+
+API_PREFIX = "/api/openapi"
+
+
+DEFAULT_TIMEOUT = 60.0
+
+
+#: what an API key may contain: visible ASCII, as a Bearer token must
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
+#: shortest callback signing secret accepted
+MIN_CALLBACK_SECRET_CHARS = 16
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """The parts of an ``aireiter`` connection the provider uses. The secrets are left out of ``repr``."""
+
+    conn_id: str
+    base_url: str
+    api_key: str = field(repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    callback_base_url: str | None = None
+    callback_secret: str | None = field(default=None, repr=False)
+    retry_policy: AireiterRetryPolicy = field(default_factory=AireiterRetryPolicy)
+
+    @property
+    def api_url(self) -> str:
+        """Root of the API endpoints (``.../api/openapi``)."""
+        return self.base_url + API_PREFIX
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        """Whether operators can send a signed ``callback_url``."""
+        return bool(self.callback_base_url and self.callback_secret)
+
+    @property
+    def callbacks_half_configured(self) -> str | None:
+        """Which callback extra is missing when only one of the two is set (callbacks are then off)."""
+        if bool(self.callback_base_url) == bool(self.callback_secret):
+            return None
+        return "callback_secret" if self.callback_base_url else "callback_base_url"
+
+    def check_callback_settings(self) -> None:
+        """Refuse a ``callback_base_url`` that is not an http(s) URL without query, or a too-short secret.
+
+        :raises AireiterInvalidRequestError: naming the extra, its value (never the secret's) and what is allowed.
+        """
+        if self.callback_base_url:
+            parts = urlsplit(self.callback_base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise AireiterInvalidRequestError(
+                    f"The connection {self.conn_id!r} has callback_base_url={self.callback_base_url!r}; it must be "
+                    "an http:// or https:// URL of this Airflow's API server as AIReiter reaches it, without a "
+                    "query or fragment, e.g. https://airflow.example.com or https://example.com/airflow."
+                )
+        if self.callback_secret and len(self.callback_secret) < MIN_CALLBACK_SECRET_CHARS:
+            raise AireiterInvalidRequestError(
+                f"The connection {self.conn_id!r} has a callback_secret of {len(self.callback_secret)} characters; "
+                f"it must have at least {MIN_CALLBACK_SECRET_CHARS} (e.g. the output of "
+                'python -c "import secrets; print(secrets.token_hex(32))").'
+            )
+
+
+def _base_url(host: str | None, port: int | None) -> str:
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        host = f"https://{host}" + (f":{port}" if port else "")
+    if host.endswith(API_PREFIX):
+        host = host[: -len(API_PREFIX)]
+    return host
+
+
+def _extra(conn: Any) -> dict[str, Any]:
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    # Accept both plain keys and the UI's historic ``extra__aireiter__<name>`` prefix.
+    result: dict[str, Any] = {}
+    for key, value in (extra or {}).items():
+        name = key.removeprefix(f"extra__{CONN_TYPE}__")
+        if value not in (None, ""):
+            result[name] = value
+    return result
+
+
+def settings_from_connection(conn: Any) -> ConnectionSettings:
+    """Read an Airflow connection (SDK or core model) into :class:`ConnectionSettings`."""
+    extra = _extra(conn)
+    api_key = (conn.password or "").strip()
+    if not api_key:
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has no API key. Put your AIReiter API key in its "
+            "password field (UI: 'API key'; env var: the password part of the URI or \"password\" in JSON)."
+        )
+    if not _HEADER_SAFE.fullmatch(api_key):
+        # Sent as a header: a line break would inject headers, a non-ASCII character cannot be sent at all.
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has an API key (password field) with characters an HTTP header "
+            "cannot carry (spaces, control characters, line breaks or non-ASCII letters). Paste the key from "
+            "the AIReiter console again; it is not shown here."
+        )
+    timeout_raw = extra.get("timeout", DEFAULT_TIMEOUT)
+    try:
+        timeout = float(timeout_raw)
+        if timeout <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise AireiterInvalidRequestError(
+            f"The connection {conn.conn_id!r} has timeout={timeout_raw!r}; it must be a positive number of seconds."
+        ) from None
+    callback_base = str(extra["callback_base_url"]).rstrip("/") if extra.get("callback_base_url") else None
+    retry_policy = _retry_policy(conn.conn_id, extra)
+    return ConnectionSettings(
+        conn_id=conn.conn_id,
+        base_url=_base_url(conn.host, conn.port),
+        api_key=api_key,
+        timeout=timeout,
+        callback_base_url=callback_base,
+        callback_secret=str(extra["callback_secret"]) if extra.get("callback_secret") else None,
+        retry_policy=retry_policy,
+    )
+
+
+#: connection extra -> AireiterRetryPolicy field
+_RETRY_EXTRAS = {
+    "max_attempts": "max_attempts",
+    "retry_base_delay": "base_delay",
+    "retry_max_delay": "max_delay",
+    "recheck_delay": "recheck_delay",
+    "recheck_budget": "recheck_budget",
+}
+
+
+def _retry_policy(conn_id: str, extra: dict[str, Any]) -> AireiterRetryPolicy:
+    values: dict[str, Any] = {}
+    for name, attribute in _RETRY_EXTRAS.items():
+        if name not in extra:
+            continue
+        raw = extra[name]
+        try:
+            number = float(raw)
+            if number < 0 or isinstance(raw, bool):
+                raise ValueError
+            if attribute == "max_attempts":
+                if number < 1 or number != int(number):
+                    raise ValueError
+                number = int(number)
+        except (TypeError, ValueError):
+            wanted = "a whole number of at least 1" if attribute == "max_attempts" else "a number of seconds >= 0"
+            raise AireiterInvalidRequestError(
+                f"The connection {conn_id!r} has {name}={raw!r}; it must be {wanted}."
+            ) from None
+        values[attribute] = number
+    return AireiterRetryPolicy(**values)
+
+
+# -------------------- from webhook/tokens.py --------------------
+#: where the plugin is mounted on Airflow's API server
+CALLBACK_MOUNT = "/aireiter"
+
+
+def callback_token(secret: str, conn_id: str, out_task_id: str) -> str:
+    """The token for ``out_task_id`` of connection ``conn_id`` (hex HMAC-SHA256, domain-separated)."""
+    # The length prefix keeps ("a:b", "c") and ("a", "b:c") apart.
+    message = f"aireiter-callback-v2:{len(conn_id)}:{conn_id}:{out_task_id}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def token_is_valid(secret: str, conn_id: str, out_task_id: str, token: str) -> bool:
+    """Whether ``token`` was made for ``out_task_id`` of ``conn_id`` under ``secret`` (constant time)."""
+    return hmac.compare_digest(callback_token(secret, conn_id, out_task_id).encode(), (token or "").encode())
+
+
+def callback_url(base_url: str, secret: str, out_task_id: str, conn_id: str) -> str:
+    """The URL AIReiter should POST to when ``out_task_id`` finishes."""
+    token = callback_token(secret, conn_id, out_task_id)
+    return (
+        f"{base_url.rstrip('/')}{CALLBACK_MOUNT}/callback/{quote(conn_id, safe='')}/{quote(out_task_id, safe='')}"
+        f"?token={token}"
+    )
+
+
+def redact_token(token: str) -> str:
+    """A token as it may appear in logs: its first 6 characters only."""
+    return (token or "")[:6] + "..."
+
+
+def redact_query(query: bytes) -> bytes:
+    """A request's raw query string with every ``token`` value shortened by :func:`redact_token`.
+
+    Parsed as Starlette parses it for the receiver, so whatever it reads as the token is what is redacted.
+    """
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if not any(key == "token" for key, _ in pairs):
+        return query
+    return urlencode([(k, redact_token(v) if k == "token" else v) for k, v in pairs]).encode("latin-1")
+
+
+# -------------------- from hooks/downloads.py --------------------
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpeg",
+    "image/jpg": ".jpeg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+}
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    """Where one output went: ``path`` as a URI-like string, its content type and size in bytes."""
+
+    url: str
+    path: str
+    content_type: str | None
+    size: int
+    reused: bool = False
+
+
+def extension_for(content_type: str | None, url: str) -> str:
+    """The file extension for a content type, else the URL's own suffix, else ``.bin``."""
+    if content_type:
+        base = content_type.split(";")[0].strip().lower()
+        if base in _EXTENSIONS:
+            return _EXTENSIONS[base]
+        guessed = mimetypes.guess_extension(base)
+        if guessed:
+            return guessed
+    suffix = posixpath.splitext(urlsplit(url).path)[1].lower()
+    return suffix if 1 < len(suffix) <= 6 else ".bin"
+
+
+def check_output_url(url: str) -> None:
+    """Only http(s) output URLs are fetched (never ``file://`` or anything else)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise AireiterInvalidRequestError(
+            f"Refusing to download output URL with scheme {scheme!r}: only http and https URLs are fetched."
+        )
+
+
+def existing_output(directory: Any, stem: str, url: str) -> DownloadedFile | None:
+    """A complete file from an earlier try: ``<stem>.<any extension>`` in ``directory``, if there is one.
+
+    The extension is not predicted: it came from the content type the earlier try was served (which
+    only the server knows), so an ``out.jpg`` saved as ``.jpeg`` or an extension-less URL saved as
+    ``.png`` is found all the same. Only complete files carry the final name (see the module docstring).
+    """
+    try:
+        if not directory.exists():
+            return None
+        candidates = sorted(p for p in directory.iterdir() if _is_final_name_of(p.name, stem))
+    except FileNotFoundError:
+        return None
+    if not candidates:
+        return None
+    found = candidates[0]
+    size = found.stat().st_size
+    content_type = mimetypes.guess_type(found.name)[0]
+    return DownloadedFile(url=url, path=str(found), content_type=content_type, size=size, reused=True)
+
+
+def _is_final_name_of(name: str, stem: str) -> bool:
+    """``<stem>.<ext>`` (one suffix, no temporary ``.part`` file)."""
+    if not name.startswith(stem + "."):
+        return False
+    suffix = name[len(stem) :]
+    return suffix.count(".") == 1 and 1 < len(suffix) <= 8 and not suffix.endswith(".part")
+
+
+def stream_to_path(
+    url: str, directory: Any, stem: str, *, timeout: float, user_agent: str, chunk_size: int = 1024 * 1024
+) -> DownloadedFile:
+    """GET ``url`` and stream it to ``directory/<stem><ext>`` (``directory``: an ``ObjectStoragePath``)."""
+    import requests
+
+    check_output_url(url)
+    what = f"the download of {url.split('?')[0]}"
+    try:
+        response = requests.get(url, stream=True, timeout=timeout, headers={"User-Agent": user_agent})
+    except requests.exceptions.RequestException as exc:
+        raise network_error(what, from_requests(exc), out_task_id=None) from None
+    with response:
+        if response.status_code >= 500 or response.status_code == 429:
+            raise AireiterTransientError(f"HTTP {response.status_code} on {what}; it is retried.")
+        if response.status_code != 200:
+            raise AireiterResponseError(
+                f"HTTP {response.status_code} on {what}. The output URL may have expired: download "
+                "outputs promptly after completion."
+            )
+        content_type = response.headers.get("Content-Type")
+        expected = response.headers.get("Content-Length")
+        final = directory / (stem + extension_for(content_type, url))
+        partial = directory / f".{stem}.{uuid.uuid4().hex[:8]}.part"
+        directory.mkdir(parents=True, exist_ok=True)
+        written = 0
+        try:
+            with partial.open("wb") as sink:
+                for chunk in response.iter_content(chunk_size=chunk_size):
+                    sink.write(chunk)
+                    written += len(chunk)
+        except requests.exceptions.RequestException as exc:
+            _remove_quietly(partial)
+            failure = from_requests(exc)
+            raise network_error(
+                f"{what} (the connection broke after {written} bytes)",
+                TransportFailure(failure.detail),
+                out_task_id=None,
+            ) from None
+        except BaseException:
+            _remove_quietly(partial)
+            raise
+        if expected is not None and expected.isdigit() and int(expected) != written:
+            _remove_quietly(partial)
+            raise AireiterTransientError(
+                f"{what.capitalize()} was cut short: {written} of {expected} bytes; it is retried."
+            )
+        partial.rename(final)
+    return DownloadedFile(url=url, path=str(final), content_type=content_type, size=written)
+
+
+def record_name(file_name: str) -> str:
+    """The name of the record written next to a stored output (hidden, so it is never taken for one)."""
+    return f".{file_name}.aireiter.json"
+
+
+def output_record(dag_id: str, run_id: str, task_id: str, map_index: int, index: int, size: int) -> dict[str, Any]:
+    """What is recorded next to a stored output: the task instance it was stored for, and its size.
+
+    The media view serves a stored file only when this record names the very task instance and output
+    index whose result points at it (``media_view/records.py``). Users who can edit an XCom cannot write
+    to the media storage, so an edited result cannot point the view at a file stored for anything else.
+    """
+    return {
+        "aireiter_output": 1,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "map_index": map_index,
+        "index": index,
+        "size": size,
+    }
+
+
+def write_output_record(directory: Any, stored: DownloadedFile, record: dict[str, Any]) -> None:
+    """Write ``record`` next to ``stored`` (overwritten by a retry: the same task instance, the same file)."""
+    name = posixpath.basename(urlsplit(stored.path).path if "://" in stored.path else stored.path)
+    with (directory / record_name(name)).open("w") as sink:
+        sink.write(json.dumps(record, sort_keys=True))
+
+
+def _remove_quietly(path: Any) -> None:
+    with contextlib.suppress(Exception):  # best-effort clean-up of a temporary file
+        path.unlink()
+
+
+# -------------------- from hooks/connection_test.py --------------------
+EXAMPLE = "https://aireiter.com"
+
+
+def scheme_assumed(host: str | None) -> bool:
+    """Whether the Base URL was entered without ``http://``/``https://`` (the provider then assumes https)."""
+    host = (host or "").strip()
+    return bool(host) and "://" not in host
+
+
+def success_message(base_url: str, callbacks_missing: str | None) -> str:
+    if callbacks_missing:
+        return (
+            f"Connected to AIReiter at {base_url} and the API key was accepted, but callbacks are off until "
+            f"{callbacks_missing} is set too."
+        )
+    return f"Connected to AIReiter at {base_url} and the API key was accepted."
+
+
+def failure_message(error: AireiterError, base_url: str, entered_host: str | None) -> str:
+    """The sentence for a failed Test."""
+    if isinstance(error, AireiterAuthError):
+        return (
+            f"AIReiter at {base_url} rejected the API key: paste a valid key from the AIReiter console into "
+            "the API key field."
+        )
+    detail = error.transport_detail if isinstance(error, AireiterTransientError) else None
+    if detail in (TLS_FAILED, TLS_CERTIFICATE) and scheme_assumed(entered_host):
+        plain = "http://" + str(entered_host).strip()
+        return (
+            f"The TLS handshake with {base_url} failed because Base URL {entered_host!r} has no scheme and "
+            f"https:// was assumed: write {plain} if that server speaks plain HTTP."
+        )
+    if detail == TLS_CERTIFICATE:
+        return f"The TLS certificate of {base_url} was not accepted: fix the server's certificate or Base URL."
+    if detail == TLS_FAILED:
+        return f"The TLS handshake with {base_url} failed: check that Base URL's scheme and port are right."
+    if detail in (COULD_NOT_CONNECT, TIMEOUT_CONNECTING):
+        how = "" if detail == COULD_NOT_CONNECT else f" ({detail})"
+        return (
+            f"Could not connect to {base_url}{how}: check the host and port in Base URL and that this API "
+            "server can reach it."
+        )
+    if detail == TIMEOUT_ANSWERING:
+        return (
+            f"{base_url} accepted the connection but did not answer in time: check that Base URL is the "
+            "AIReiter service, or raise the request timeout."
+        )
+    if detail is not None:
+        return f"The connection to {base_url} broke ({detail}): check Base URL and the network in between."
+    code = error.service_code
+    if code is not None and code >= 500:
+        return (
+            f"{base_url} answered HTTP {code} (a server error): check that Base URL is the AIReiter service "
+            f"root, e.g. {EXAMPLE}, and if it is, the service has a problem right now."
+        )
+    if isinstance(error, AireiterHtmlPageError):
+        return (
+            f"{base_url} answered with an HTML page, not AIReiter's JSON API: set Base URL to the service "
+            f"root, e.g. {EXAMPLE} (without /api/openapi)."
+        )
+    if code is not None and code != 200:
+        return (
+            f"{base_url} answered HTTP {code} to AIReiter's status query: set Base URL to the service root, "
+            f"e.g. {EXAMPLE}."
+        )
+    return f"{base_url} did not answer like AIReiter ({error.message}): set Base URL to the service root."
+
+
+# -------------------- from hooks/aireiter.py --------------------
 T = TypeVar("T")
+
 
 USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider)"
 
@@ -102,8 +548,6 @@ class AireiterHook(BaseHook):
         supervisor), not a thousand. Each hook keeps what it read, as the sync path does.
         """
         if self._settings is None:
-            from airflow_provider_aireiter.hooks.async_transport import loop_transport
-
             self._settings = await loop_transport().connection_settings(self.aireiter_conn_id, self._fetch_settings)
         return self._settings
 
@@ -114,10 +558,6 @@ class AireiterHook(BaseHook):
     def retry_policy(self) -> AireiterRetryPolicy:
         """The policy given to the hook, else the connection's."""
         return self._retry_policy if self._retry_policy is not None else self.settings.retry_policy
-
-    @retry_policy.setter
-    def retry_policy(self, policy: AireiterRetryPolicy | None) -> None:
-        self._retry_policy = policy
 
     @property
     def timeout(self) -> float:
@@ -158,41 +598,13 @@ class AireiterHook(BaseHook):
             response = self.get_conn().post(url, json=body, timeout=self.timeout)
         except requests.exceptions.RequestException as exc:
             raise network_error(what, from_requests(exc), out_task_id=out_task_id) from None
-        return self._read(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
-
-    def _read(self, status: int, headers: Any, content: bytes, *, what: str, out_task_id: str | None) -> dict[str, Any]:
-        if self.log.isEnabledFor(logging.DEBUG):  # the preview costs something on every poll
-            self.log.debug("AIReiter answered HTTP %s: %s", status, preview(content))
-        # requests' and aiohttp's header mappings both ignore case.
-        error = error_for_http_status(status, headers.get("retry-after"), what=what, out_task_id=out_task_id)
-        if error is not None:
-            if isinstance(error, AireiterAuthError | AireiterTransientError):
-                raise error
-            # Any other status: the body may still be the service's envelope (it says more).
-            try:
-                envelope = decode_envelope(content, headers.get("content-type"), what=what)
-            except (AireiterResponseError, AireiterGarbledResponseError):
-                raise error from None
-            if body_code(envelope) is None:  # JSON, but not the service's envelope (a proxy, another API)
-                raise error
-        payload = decode_envelope(content, headers.get("content-type"), what=what)
-        return payload
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("AIReiter answered HTTP %s: %s", response.status_code, preview(response.content))
+        return read_answer(response.status_code, response.headers, response.content, what=what, out_task_id=out_task_id)
 
     def _retrying(self, call: Callable[[], T], *, what: str) -> T:
-        """``call()``, retried on transient failures by the policy (tenacity). Not for submits (see :meth:`submit`)."""
+        """``call()``, retried on transient failures by the policy (tenacity)."""
         return self.retry_policy.retrying(what=what, log=self.log)(call)
-
-    def _pause_before_retry(self, error: AireiterError, attempt: int, what: str) -> None:
-        delay = self.retry_policy.delay(error, attempt)
-        self.log.warning(
-            "%s failed (%s); retry %d of %d in %.1fs",
-            what,
-            error.message,
-            attempt,
-            self.retry_policy.max_attempts - 1,
-            delay,
-        )
-        time.sleep(delay)
 
     # ---------------------------------------------------------------- public sync API
 
@@ -238,10 +650,8 @@ class AireiterHook(BaseHook):
         if metadata:
             body["metadata"] = metadata
         what = f"the submit of {out_task_id!r}"
-        policy = self.retry_policy
-        sends = 0
-        while True:
-            sends += 1
+
+        def send() -> SubmitResult:
             try:
                 payload = self._post_once("/submit", body, what=what, out_task_id=out_task_id)
                 return parse_submit(payload, out_task_id=out_task_id)
@@ -250,23 +660,21 @@ class AireiterHook(BaseHook):
                     raise
                 # The service refused the submit. Its answer to a taken out_task_id is not documented,
                 # so the message is not read: one query tells whether the id is taken (then that task
-                # is ours from an earlier send) or the refusal stands. A query that gets no answer
-                # leaves the outcome unknown (AireiterSubmitOutcomeUnknownError): the next try asks again.
+                # is ours from an earlier send) or the refusal stands.
                 existing = self._recheck_submit(out_task_id, error, wait=False)
                 if existing is None:
                     raise
                 return self._reattached(existing, out_task_id, "AIReiter already has")
             except AireiterError as error:
-                if not error.retryable:
-                    raise
-                if getattr(error, "maybe_processed", True):
-                    existing = self._recheck_submit(out_task_id, error)
-                    if existing is not None:
-                        return self._reattached(existing, out_task_id, "The earlier submit did reach AIReiter:")
-                    # A definite "not found": the submit did not land, sending it again is safe.
-                if sends >= policy.max_attempts:
-                    raise
-                self._pause_before_retry(error, sends, what)
+                if not (error.retryable and getattr(error, "maybe_processed", True)):
+                    raise  # certainly not processed (or not retryable): the policy decides
+                existing = self._recheck_submit(out_task_id, error)
+                if existing is not None:
+                    return self._reattached(existing, out_task_id, "The earlier submit did reach AIReiter:")
+                raise  # a definite "not found": the submit did not land, sending it again is safe
+
+        # One tenacity loop: a retryable failure is sent again only once the re-check said "not found".
+        return self._retrying(send, what=what)
 
     def _reattached(self, existing: TaskInfo, out_task_id: str, said: str) -> SubmitResult:
         self.log.warning("%s task %s (status %s); not sending it again.", said, out_task_id, existing.status)
@@ -342,10 +750,10 @@ class AireiterHook(BaseHook):
         poll_interval: float = 10.0,
         timeout: float = 1800.0,
         *,
-        raise_on_failure: bool = True,
         deadline: float | None = None,
         give_up_after: float | None = None,
         not_found_grace: float | None = None,
+        known: TaskInfo | None = None,
     ) -> TaskInfo:
         """Poll until the task finishes; log each status change with the elapsed time.
 
@@ -356,11 +764,11 @@ class AireiterHook(BaseHook):
 
         :param timeout: seconds to wait from now (ignored when ``deadline`` is given).
         :param deadline: absolute wall-clock time (epoch seconds) to give up at.
-        :param raise_on_failure: raise :class:`AireiterTaskFailedError` when the task failed.
         :param give_up_after: seconds without any answer after which the wait fails with the last
             (retryable) error; ``None`` (default): ride out failures until the deadline.
         :param not_found_grace: seconds the service may say "api task not found" before the wait fails
             with :class:`AireiterTaskNotFoundError`; ``None`` (default): wait for the task to appear.
+        :param known: the task as just read (e.g. found by a reattach): not asked again before ``poll_interval``.
         :raises AireiterTimeoutError: when the task is still running (or the service still not
             answering) at the deadline.
         """
@@ -378,22 +786,26 @@ class AireiterHook(BaseHook):
 
         while True:
             try:
-                info = self.retry_policy.call_in_wait(
-                    find_once,
-                    what=what,
-                    log=self.log,
-                    stop_at=deadline,
-                    poll_interval=poll_interval,
-                    give_up_after=give_up_after,
+                info = (
+                    known
+                    if known is not None
+                    else self.retry_policy.call_in_wait(
+                        find_once,
+                        what=what,
+                        log=self.log,
+                        stop_at=deadline,
+                        poll_interval=poll_interval,
+                        give_up_after=give_up_after,
+                    )
                 )
             except AireiterError as error:
                 if error.retryable and time.time() >= deadline:
                     raise timeout_error(out_task_id, time.time() - started, info, last_error=error.message) from None
                 raise
+            known = None
             watcher.observe(info, not_found_grace=not_found_grace)
             if info is not None and info.is_terminal:
-                if raise_on_failure:
-                    raise_if_failed(info)
+                raise_if_failed(info)
                 return info
             remaining = deadline - time.time()
             if remaining <= 0:
@@ -405,7 +817,7 @@ class AireiterHook(BaseHook):
 
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
-        from airflow_provider_aireiter.hooks.connection_test import failure_message, success_message
+        from airflow_provider_aireiter.hooks.aireiter import failure_message, success_message
 
         settings = self.settings
         try:
@@ -427,9 +839,9 @@ class AireiterHook(BaseHook):
     def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
         """Stream one output to ``directory/<stem><ext>``, unless a complete copy is already there.
 
-        See :mod:`airflow_provider_aireiter.hooks.downloads`. ``directory`` is an ``ObjectStoragePath``.
+        See :mod:`airflow_provider_aireiter.hooks.aireiter`. ``directory`` is an ``ObjectStoragePath``.
         """
-        from airflow_provider_aireiter.hooks.downloads import (
+        from airflow_provider_aireiter.hooks.aireiter import (
             check_output_url,
             existing_output,
             stream_to_path,
@@ -489,7 +901,7 @@ class AireiterHook(BaseHook):
         give_up_after: float | None = None,
     ) -> TaskInfo | None:
         # A trigger's poll: kept to one coroutine per layer, it runs thousands of times a minute.
-        data = _COMPACT_JSON.encode(_query_body(out_task_id, task_id)).encode()
+        data = json.dumps(_query_body(out_task_id, task_id)).encode()
         what = f"the query of {out_task_id or task_id!r}"
         settings = await self.aget_settings()
         policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
@@ -516,32 +928,16 @@ class AireiterHook(BaseHook):
         what: str,
         out_task_id: str | None,
     ) -> dict[str, Any]:
-        transport = _async_transport()
         timeout = self._timeout if self._timeout is not None else settings.timeout
         headers = {**self._headers(settings), "Content-Type": "application/json"}
         try:
-            answer = await transport.loop_transport().post(settings.api_url + path, data, headers, timeout)
-        except transport.TransportError as exc:
+            answer = await loop_transport().post(settings.api_url + path, data, headers, timeout)
+        except TransportError as exc:
             raise network_error(what, exc.failure, out_task_id=out_task_id) from None
-        return self._read(answer.status, answer.headers, answer.body, what=what, out_task_id=out_task_id)
+        return read_answer(answer.status, answer.headers, answer.body, what=what, out_task_id=out_task_id)
 
 
 # -------------------------------------------------------------------- helpers
-
-
-def _async_transport() -> Any:
-    """:mod:`.async_transport`, imported on the first async request (a DAG parse never imports aiohttp)."""
-    global _ASYNC_TRANSPORT
-    if _ASYNC_TRANSPORT is None:
-        from airflow_provider_aireiter.hooks import async_transport
-
-        _ASYNC_TRANSPORT = async_transport
-    return _ASYNC_TRANSPORT
-
-
-_ASYNC_TRANSPORT: Any = None
-#: ``json.dumps`` with ``separators`` builds a new encoder on every call
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def _query_body(out_task_id: str | None, task_id: str | None) -> dict[str, str]:

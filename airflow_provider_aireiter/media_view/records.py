@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from airflow_provider_aireiter.hooks.downloads import output_record, record_name
+from airflow_provider_aireiter.hooks.aireiter import output_record, record_name
 
 IMAGE_EXTENSIONS = (".png", ".jpeg", ".jpg", ".webp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")

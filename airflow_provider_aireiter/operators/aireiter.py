@@ -1,52 +1,401 @@
-"""Generation operators: a generic one for any AIReiter model and one per documented model.
-
-Each operator submits one task (or reattaches to it after a retry), waits on the worker or deferred
-in the triggerer (:mod:`.wait`, shared with the sensor), downloads the outputs to ``output_path`` and
-returns a small plain-JSON dict.
-
-The model operators are driven by one table each (:class:`ModelArg`): the operator argument, the
-param it is sent as, and how a rendered template string becomes a value. Every argument in the table
-is a template field; values are validated at parse time where they are literals (also in
-``.partial()``) and again after rendering.
-"""
+"""OPDOC"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 
+from airflow_provider_aireiter.api_types import (
+    VEO31_CHANNELS,
+    SubmitResult,
+    TaskInfo,
+    attempt_id,
+    check_out_task_id,
+    default_out_task_id,
+    model_kind,
+    validate_params,
+)
 from airflow_provider_aireiter.compat import conf
-from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
-from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
-from airflow_provider_aireiter.operators.links import AireiterOutputLink
-from airflow_provider_aireiter.operators.wait import AireiterWaitMixin
-from airflow_provider_aireiter.params import VEO31_CHANNELS, model_kind, validate_params
-from airflow_provider_aireiter.task_ids import attempt_id, check_out_task_id, default_out_task_id
+from airflow_provider_aireiter.exceptions import (
+    AireiterInvalidRequestError,
+    AireiterResponseError,
+    AireiterTaskFailedError,
+    error_from_event,
+)
+from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aireiter.retry import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.types import TaskInstanceKey
 
+    from airflow_provider_aireiter.api_types import SubmitResult, TaskInfo
+    from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-    from airflow_provider_aireiter.task_types import SubmitResult, TaskInfo
+    from airflow_provider_aireiter.triggers.aireiter import WaitState
 
+
+# ---------------------------------------------------------------------------- the extra link
+#: operator attribute holding the first output URL once the task has finished
+OUTPUT_URL_ATTRIBUTE = "aireiter_output_url"
+
+
+class AireiterOutputLink(BaseOperatorLink):
+    """ "AIReiter output": opens the first output URL of a finished generation task."""
+
+    name = "AIReiter output"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        # Airflow 3 calls this once, in the task's own process when it ends (also when it defers), and
+        # stores the answer for the UI. The finish step has set the URL on the operator by then; no
+        # lookup is made, so a deferral or a failure logs no "XCom not found" error.
+        url = getattr(operator, OUTPUT_URL_ATTRIBUTE, None)
+        return url if isinstance(url, str) and url.startswith(("http://", "https://")) else ""
+
+
+# ---------------------------------------------------------------------------- waiting (operators and sensor)
+
+
+class AireiterWaitMixin:
+    """Waiting for one AIReiter task, for an operator (``BaseOperator``) or a sensor: check, defer, resume.
+
+    On a worker a wait polls at its poll interval; deferred, it waits in the triggerer on
+    :class:`~airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger` (at the callback fallback
+    interval when a completion callback is expected) and resumes in ``execute_complete`` with the
+    trigger's event, or the callback receiver's, each carrying the wait's
+    :class:`~airflow_provider_aireiter.triggers.aireiter.WaitState`.
+
+    A failed query never ends a wait by itself (see :mod:`airflow_provider_aireiter.retry`): a check
+    that fails just before a deferral defers all the same, and a callback wake that cannot reach the
+    service waits again. The wait ends at an absolute deadline: its own ``timeout``, or the task's
+    ``execution_timeout`` counted from the task's start, whichever comes first (Airflow does not apply
+    ``execution_timeout`` to a deferred task itself). Which of the two ended it decides the error:
+    ``execution_timeout`` gives Airflow's ``AirflowTaskTimeout``; the wait's ``timeout`` gives
+    :meth:`timeout_exception` (operators: ``AireiterTimeoutError``, whose retry reattaches; the sensor:
+    ``AirflowSensorTimeout``, never retried, as in poke mode).
+
+    The class using it sets ``aireiter_conn_id``, ``output_path``, ``callback_poll_interval`` and
+    ``max_outage``, and may override :meth:`timeout_exception`, :meth:`expects_callback` and
+    ``not_found_grace``.
+    """
+
+    aireiter_conn_id: str
+    output_path: Any
+    callback_poll_interval: float
+    #: seconds without an answer from the service after which a wait fails; ``None``: until the deadline
+    max_outage: float | None
+    #: seconds of "api task not found" after which a wait fails (``None``: wait for the task to appear)
+    not_found_grace: float | None = None
+    log: Any
+
+    def _hook(self) -> AireiterHook:
+        from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+
+        return AireiterHook(self.aireiter_conn_id)
+
+    def poll_seconds(self) -> float:
+        """Seconds between queries while waiting on a worker."""
+        raise NotImplementedError
+
+    def expects_callback(self, hook: AireiterHook) -> bool:
+        """Whether a completion callback can wake this task (then deferred waits poll only as a fallback)."""
+        return hook.settings.callbacks_enabled
+
+    def timeout_exception(self, error: AireiterTimeoutError) -> BaseException:
+        """What a wait that reached its own ``timeout`` raises (operators: the error itself)."""
+        return error
+
+    def wait_deadline(self, context: Context, wait_seconds: float) -> tuple[float, str]:
+        """The absolute end of the wait and which bound it is (``timeout`` or ``execution_timeout``)."""
+        from airflow_provider_aireiter.triggers.aireiter import EXECUTION_TIMEOUT, WAIT_TIMEOUT
+
+        now = time.time()
+        deadline, kind = now + wait_seconds, WAIT_TIMEOUT
+        execution_timeout = getattr(self, "execution_timeout", None)
+        if execution_timeout is not None:
+            start = getattr(context.get("ti"), "start_date", None)
+            started = start.timestamp() if start is not None else now
+            bound = started + execution_timeout.total_seconds()
+            if bound < deadline:
+                deadline, kind = bound, EXECUTION_TIMEOUT
+        return deadline, kind
+
+    def defer_wait(self, hook: AireiterHook, out_task_id: str, deadline: float, deadline_kind: str) -> NoReturn:
+        """Wait in the triggerer; ``execute_complete`` resumes with the event, which carries the wait."""
+        from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger, WaitState, resume_not_before
+
+        interval = self.poll_seconds()
+        if self.expects_callback(hook):  # the trigger's polls are only the fallback
+            interval = max(interval, float(self.callback_poll_interval))
+        now = time.time()
+        wait = WaitState(
+            out_task_id=out_task_id,
+            deadline=deadline,
+            aireiter_conn_id=self.aireiter_conn_id,
+            poll_interval=interval,
+            first_poll_at=now + interval,  # this task has just asked
+            resume_not_before=resume_not_before(now),
+            deadline_kind=deadline_kind,
+            max_outage=self.max_outage,
+            not_found_grace=self.not_found_grace,
+            deferred_at=now,
+        )
+        # The trigger's own absolute deadline bounds the wait (see the class docstring).
+        self.defer(trigger=AireiterTaskTrigger(**wait.to_json()), method_name="execute_complete", timeout=None)  # type: ignore[attr-defined]
+        raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
+
+    def check_then_defer(
+        self, context: Context, hook: AireiterHook, out_task_id: str, wait_seconds: float, known: TaskInfo | None
+    ) -> TaskInfo:
+        """A finished task is returned, a running one is deferred (this does not return).
+
+        ``known`` is the task as just read (a reattach); otherwise it is asked once, and a check that
+        gets no answer defers all the same: the trigger asks again.
+        """
+        from airflow_provider_aireiter.exceptions import AireiterError
+
+        info = known
+        if info is None:
+            try:
+                info = hook.find_task(out_task_id, retry=False)
+            except AireiterError as error:
+                if not error.retryable:
+                    raise
+                self.log.warning(
+                    "Could not ask AIReiter about %s before deferring (%s); the trigger will.", out_task_id, error
+                )
+        if info is not None and info.is_terminal:
+            return info
+        self.defer_wait(hook, out_task_id, *self.wait_deadline(context, wait_seconds))
+
+    def resume(self, hook: AireiterHook, event: Any, legacy: Mapping[str, Any]) -> TaskInfo:
+        """The finished task after a resume; a callback for a task still running defers again.
+
+        ``legacy``: the defer kwargs of a task deferred by 0.3.0 or earlier (the wait is in the event now).
+        """
+        from airflow_provider_aireiter.compat import AirflowTaskTimeout
+        from airflow_provider_aireiter.exceptions import AireiterError, AireiterTimeoutError
+        from airflow_provider_aireiter.triggers.aireiter import CALLBACK_EVENT_STATUS, EXECUTION_TIMEOUT
+
+        wait = self._wait_of(event, legacy)
+        callback = isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS
+        if callback:
+            waited = f" after {max(0.0, time.time() - wait.deferred_at):.1f} s" if wait.deferred_at else ""
+            self.log.info("Woken by the completion callback%s.", waited)
+        try:
+            if callback:  # a callback's body is never trusted: the query endpoint says the truth
+                info = hook.find_task(wait.out_task_id)
+                info = info if info is not None and info.is_terminal else None
+            else:
+                info = task_from_event(event, wait.out_task_id)
+        except AireiterTimeoutError as error:
+            if wait.deadline_kind == EXECUTION_TIMEOUT:
+                raise AirflowTaskTimeout(
+                    f"execution_timeout reached while waiting in the triggerer. {error.message}"
+                ) from error
+            raise self.timeout_exception(error) from None
+        except AireiterError as error:
+            if not (error.retryable and callback):
+                raise
+            # A callback woke the task, but the service does not answer: the trigger rides it out.
+            self.log.warning("Woken by a callback, but AIReiter did not answer (%s); waiting again.", error)
+            info = None
+        if info is None:
+            self.log.info(
+                "Woken by a callback, but AIReiter task %s is still running; waiting again.", wait.out_task_id
+            )
+            self.defer_wait(hook, wait.out_task_id, wait.deadline, wait.deadline_kind)
+        return info
+
+    def _wait_of(self, event: Any, legacy: Mapping[str, Any]) -> WaitState:
+        """The wait an event carries; for events and defer kwargs of 0.3.0 and earlier, rebuilt from them."""
+        from airflow_provider_aireiter.triggers.aireiter import WaitState
+
+        if isinstance(event, dict) and isinstance(event.get("wait"), dict):
+            return WaitState.from_json(event["wait"])
+        fields = {k: v for k, v in legacy.items() if v is not None}
+        if isinstance(event, dict):  # dag.test() passes the event without the defer kwargs
+            fields.setdefault("out_task_id", event.get("out_task_id"))
+            if event.get("deadline_kind"):
+                fields["deadline_kind"] = event["deadline_kind"]
+        fields.setdefault("out_task_id", getattr(self, "out_task_id", None))
+        fields.setdefault("deadline", time.time())
+        if not fields["out_task_id"]:
+            raise AireiterResponseError(
+                f"Resumed from the trigger with an event that names no task: {str(event)[:200]!r}; clear the "
+                "task to wait again (it reattaches to the remote task)."
+            )
+        return WaitState.from_json(fields)
+
+    def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+        """Check the final task, download its outputs and return the result dict (see :func:`finish`)."""
+        outlets = getattr(self, "outlets", None)
+        return finish(hook, info, output_path=self.output_path, context=context, outlets=outlets, log=self.log)
+
+
+# ---------------------------------------------------------------------------- finishing
+def output_directory(output_path: Any) -> Any:
+    """``output_path`` (an ``ObjectStoragePath`` or a URI/local path string) as an ``ObjectStoragePath``."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(output_path, ObjectStoragePath):
+        return output_path
+    text = str(output_path)
+    if "://" not in text:
+        text = "file://" + os.path.abspath(text)
+    return ObjectStoragePath(text)
+
+
+def result_dict(info: TaskInfo, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The small plain-JSON dict returned to XCom: ids, status, credits, times and outputs (never bytes)."""
+    return {
+        "out_task_id": info.out_task_id,
+        "task_id": info.task_id,
+        "model": info.model,
+        "status": info.status,
+        "credits_used": info.credits_used,
+        "created_at": info.created_at,
+        "completed_at": info.completed_at,
+        "outputs": outputs,
+    }
+
+
+def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
+    """The result for ``wait_for_completion=False``: the ids and status right after submitting."""
+    return {
+        "out_task_id": submitted.out_task_id,
+        "task_id": submitted.task_id,
+        "model": model,
+        "status": submitted.status,
+        "credits_used": None,
+        "created_at": submitted.created_at,
+        "completed_at": None,
+        "outputs": [],
+    }
+
+
+def task_from_event(event: Any, out_task_id: str) -> TaskInfo:
+    """Turn a trigger event into a finished task, or raise the error it stands for."""
+    if not isinstance(event, dict) or event.get("status") not in ("success", "failed", "timeout", "error"):
+        raise AireiterResponseError(
+            f"Resumed from the trigger with an unexpected event {str(event)[:200]!r} for {out_task_id!r}; "
+            "clear the task to wait again (it reattaches to the remote task).",
+            out_task_id=out_task_id,
+        )
+    status = event["status"]
+    task = TaskInfo.model_validate(event["task"]) if event.get("task") else None
+    message = str(event.get("message") or "")
+    if status == "success" and task is not None:
+        return task
+    if status == "failed" and task is not None:
+        raise_if_failed(task)
+    if status == "timeout":
+        raise timeout_error(out_task_id, None, task)
+    if status == "error":
+        raise error_from_event(event.get("error"), reason=event.get("reason"), message=message, out_task_id=out_task_id)
+    raise AireiterTaskFailedError(message or f"AIReiter task {out_task_id!r} failed.", out_task_id=out_task_id)
+
+
+def finish(
+    hook: AireiterHook,
+    info: TaskInfo,
+    *,
+    output_path: Any,
+    context: Any,
+    outlets: list[Any] | None,
+    log: Any,
+) -> dict[str, Any]:
+    """Check the final task, download its outputs, record asset extras, and return the result dict."""
+    raise_if_failed(info)
+    out_id = info.out_task_id or "aireiter"
+    outputs: list[dict[str, Any]] = []
+    if output_path:
+        from airflow_provider_aireiter.hooks.aireiter import output_record, write_output_record
+
+        directory = output_directory(output_path)
+        ti = context.get("ti") if hasattr(context, "get") else None
+        for index, url in enumerate(info.output_urls):
+            got = hook.download(url, directory, f"{out_id}_{index}")
+            if ti is not None:  # what lets the media view serve this file, and only for this task instance
+                map_index = getattr(ti, "map_index", -1)
+                record = output_record(ti.dag_id, ti.run_id, ti.task_id, map_index, index, got.size)
+                try:
+                    write_output_record(directory, got, record)
+                except Exception as error:  # the output is stored and paid for: do not fail the task over it
+                    log.warning(
+                        "Could not write the media view's record next to %s (%s: %s); the file is stored, but "
+                        "the media view will not serve it.",
+                        got.path,
+                        type(error).__name__,
+                        error,
+                    )
+            outputs.append({"url": url, "path": got.path, "content_type": got.content_type, "size": got.size})
+    else:
+        outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]
+    result = result_dict(info, outputs)
+    task = context.get("task") if hasattr(context, "get") else None
+    if task is not None and info.output_urls:
+        setattr(task, OUTPUT_URL_ATTRIBUTE, info.output_urls[0])  # read by the "AIReiter output" link
+    _record_asset_events(context, outlets, result)
+    where = ", ".join(o["path"] for o in outputs if o.get("path")) or "not downloaded (no output_path)"
+    log.info(
+        "AIReiter task %s %s: %d output(s), %s credits used; files: %s",
+        out_id,
+        info.status,
+        len(outputs),
+        "unknown" if info.credits_used is None else f"{info.credits_used:g}",
+        where,
+    )
+    return result
+
+
+def _record_asset_events(context: Any, outlets: list[Any] | None, result: dict[str, Any]) -> None:
+    if not outlets or not hasattr(context, "get"):
+        return
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    from airflow.sdk import Asset
+
+    extra = {
+        "out_task_id": result["out_task_id"],
+        "model": result["model"],
+        "outputs": [{"url": o["url"], "path": o.get("path")} for o in result["outputs"]],
+    }
+    for outlet in outlets:
+        if isinstance(outlet, Asset):
+            events[outlet].extra.update(extra)
+
+
+# ---------------------------------------------------------------------------- the operators
 # The run-time modules (the hook, pydantic models, the finish step) are imported inside the methods
 # that use them: a DAG file importing this module should not pay for them at every parse.
 
 #: default seconds to wait, by model kind
 DEFAULT_TIMEOUTS = {"image": 15 * 60.0, "video": 60 * 60.0}
+
+
 #: default seconds between status queries, by model kind
 DEFAULT_POLL_INTERVALS = {"image": 5.0, "video": 15.0}
+
+
 #: seconds between fallback queries while a completion callback is expected
 DEFAULT_CALLBACK_POLL_INTERVAL = 60.0
+
+
 #: attempt ids tried past the try number when earlier ones are skipped (completed with
 #: ``regenerate_finished``, or made from another request)
 _MAX_EXTRA_ATTEMPTS = 50
+
+
 #: seconds a submitted task may stay unknown to the service before the wait fails
 NOT_FOUND_GRACE_SECONDS = 300.0
 
@@ -263,21 +612,23 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         if not settings.callbacks_enabled:
             return None
         settings.check_callback_settings()  # before anything is sent: a bad URL would fail the submit
-        from airflow_provider_aireiter.webhook.tokens import callback_url
+        from airflow_provider_aireiter.hooks.aireiter import callback_url
 
         assert settings.callback_base_url is not None and settings.callback_secret is not None
         return callback_url(settings.callback_base_url, settings.callback_secret, out_task_id, settings.conn_id)
 
-    def _submit_or_reattach(self, hook: AireiterHook, params: dict[str, Any], context: Context) -> SubmitResult:
+    def _submit_or_reattach(
+        self, hook: AireiterHook, params: dict[str, Any], context: Context
+    ) -> tuple[SubmitResult, TaskInfo | None]:
         """Reattach to a task an earlier try created from the same request; submit only when there is none.
 
         Try ``n`` looks at ids ``base``, ``base-r2`` ... ``base-r<n>`` in order: the first unknown one is
         submitted; a running or completed one made from this request is reattached. It moves on to the
         next id past one that failed remotely, one made from another request (the DAG changed before the
         task was cleared: :meth:`_request_changes`), and, with ``regenerate_finished``, one that
-        completed; past ``base-r<n>`` only for the last two.
+        completed; past ``base-r<n>`` only for the last two. Returns the task as read when reattached.
         """
-        from airflow_provider_aireiter.task_types import StatusKind, SubmitResult
+        from airflow_provider_aireiter.api_types import StatusKind, SubmitResult
 
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))
@@ -289,7 +640,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
             candidate = attempt_id(base, attempt)
             existing = hook.find_task(candidate)
             if existing is None:
-                return self._submit(hook, params, candidate)
+                return self._submit(hook, params, candidate), None
             last, moved_on = existing, False
             if existing.kind is StatusKind.FAILURE:
                 self.log.info(
@@ -320,14 +671,14 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
                 if changes is not None
                 else " (the service echoes no request to compare with this one)",
             )
-            return SubmitResult.reattached_to(existing, candidate)
+            return SubmitResult.reattached_to(existing, candidate), existing
         if moved_on:
             raise AireiterInvalidRequestError(
                 f"No free attempt id left after {base!r}; set out_task_id to a new value."
             )
         # This try's own id already failed (a manual re-run of a failed task).
         assert last is not None
-        from airflow_provider_aireiter.waiting import raise_if_failed
+        from airflow_provider_aireiter.retry import raise_if_failed
 
         raise_if_failed(last)
         raise AssertionError("unreachable: the last attempt failed")  # pragma: no cover
@@ -383,16 +734,14 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         params = self.check_values(self._values(), at_parse_time=False)
         assert params is not None
         hook = self._hook()
-        submitted = self._submit_or_reattach(hook, params, context)
+        submitted, known = self._submit_or_reattach(hook, params, context)
         out_task_id = submitted.out_task_id
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
         if not self.wait_for_completion:
-            from airflow_provider_aireiter.completion import submitted_dict
-
             return submitted_dict(submitted, self.resolved_model)
         wait_seconds = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
         if self.deferrable:
-            info = self.check_then_defer(context, hook, out_task_id, wait_seconds, self.poll_seconds())
+            info = self.check_then_defer(context, hook, out_task_id, wait_seconds, known)
         else:
             # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
             deadline, _ = self.wait_deadline(context, wait_seconds)
@@ -402,29 +751,18 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
                 deadline=deadline,
                 give_up_after=self.max_outage,
                 not_found_grace=self.not_found_grace,
+                known=known,
             )
-        assert info is not None
         return self.finish(hook, info, context)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        out_task_id: str | None = None,
-        deadline: float | None = None,
-        deadline_kind: str | None = None,
-        deferred_at: float | None = None,
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **legacy: Any) -> dict[str, Any]:
         """Resume after the trigger fired: the same checks, downloads and result as the sync path.
 
         Woken by a completion callback, it asks the service; a task still running is deferred again
-        with the same deadline.
+        with the same deadline. ``legacy``: defer kwargs of tasks deferred by 0.3.0 or earlier.
         """
         hook = self._hook()
-        # dag.test() replaces the defer kwargs with the event; the event names the task too.
-        out_task_id = out_task_id or (event.get("out_task_id") if isinstance(event, dict) else None)
-        assert out_task_id, "resumed without an out_task_id"
-        info = self.resume(hook, event, out_task_id, deadline, deadline_kind, deferred_at)
+        info = self.resume(hook, event, legacy)
         return self.finish(hook, info, context)
 
     def on_kill(self) -> None:

@@ -11,7 +11,7 @@ The UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and
 from __future__ import annotations
 
 from airflow_provider_aireiter.compat import AirflowPlugin
-from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
+from airflow_provider_aireiter.plugins.webhook import LazyAsgiApp
 
 MEDIA_MOUNT = "/aireiter-media"
 _PREFIX = MEDIA_MOUNT.lstrip("/")

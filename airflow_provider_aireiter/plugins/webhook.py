@@ -1,29 +1,38 @@
-"""``AireiterWebhookPlugin``: mounts the AIReiter callback receiver on Airflow's API server.
-
-Airflow 3's API server mounts every plugin's ``fastapi_apps`` entry with ``app.mount(url_prefix, app)``
-next to its own ``/api/v2`` and ``/ui`` apps. Airflow's authentication is a dependency of its own
-routes, not a middleware, so a mounted plugin app is reachable without an Airflow token: exactly what
-AIReiter needs, as it cannot authenticate to Airflow. The receiver checks the per-task HMAC token in
-the URL instead. Only ``POST /aireiter/callback/{conn_id}/{out_task_id}`` exists under the mount.
-
-Plugins are imported by every Airflow process (workers too), so this module stays light: the FastAPI
-app is only built on the first request the API server routes to it.
-"""
+"""PLUGDOC"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aireiter.compat import AirflowPlugin
-from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
-from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT, redact_query
+from airflow_provider_aireiter.hooks.aireiter import CALLBACK_MOUNT, redact_query
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 
+# -------------------- from plugins/lazy_app.py --------------------
+class LazyAsgiApp:
+    """Builds ``module:factory()`` on the first call and hands every request to what it returned."""
+
+    def __init__(self, factory: str) -> None:
+        self.factory = factory
+        self._app: Any = None
+
+    def build(self) -> Any:
+        if self._app is None:
+            module, _, name = self.factory.partition(":")
+            self._app = getattr(importlib.import_module(module), name)()
+        return self._app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.build()(scope, receive, send)
+
+
+# -------------------- from plugins/webhook.py --------------------
 class LazyWebhookApp(LazyAsgiApp):
     """The callback receiver (:func:`create_callback_app`), built on its first request."""
 
@@ -42,7 +51,7 @@ class LazyWebhookApp(LazyAsgiApp):
         await super().__call__(scope, receive, send)
 
 
-#: what :mod:`airflow_provider_aireiter.webhook.wake` uses of Airflow's internals: (module, attribute path)
+#: what :mod:`airflow_provider_aireiter.webhook.receiver` uses of Airflow's internals: (module, attribute path)
 WAKE_INTERNALS = (
     ("airflow.models.trigger", "Trigger.submit_event"),
     ("airflow.models.trigger", "Trigger.encrypted_kwargs"),

@@ -9,19 +9,22 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_aireiter.api_types import check_out_task_id
 from airflow_provider_aireiter.compat import conf
-from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
-from airflow_provider_aireiter.operators.links import AireiterOutputLink
-from airflow_provider_aireiter.operators.wait import AireiterWaitMixin
-from airflow_provider_aireiter.task_ids import check_out_task_id
+from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID
+from airflow_provider_aireiter.operators.aireiter import (
+    DEFAULT_CALLBACK_POLL_INTERVAL,
+    AireiterOutputLink,
+    AireiterWaitMixin,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_aireiter.api_types import TaskInfo
     from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
     from airflow_provider_aireiter.retry import OutageLog
-    from airflow_provider_aireiter.task_types import TaskInfo
 
 
 class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
@@ -70,7 +73,7 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         output_path: Any = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         expect_callback: bool = False,
-        callback_poll_interval: float = 60.0,
+        callback_poll_interval: float = DEFAULT_CALLBACK_POLL_INTERVAL,
         max_outage: float | timedelta | None = None,
         poke_interval: float | timedelta = 10.0,
         **kwargs: Any,
@@ -131,25 +134,18 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         """Deferred: wait in the triggerer from here on (does not return); else poke again later."""
         if self.deferrable:
             deadline, kind = self.wait_deadline(context, float(self.timeout))
-            self.defer_wait(self.out_task_id, deadline, kind, self.deferred_poll_interval(hook, self.poll_seconds()))
+            self.defer_wait(hook, self.out_task_id, deadline, kind)
         return False
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        deadline: float | None = None,
-        deadline_kind: str | None = None,
-        deferred_at: float | None = None,
-        out_task_id: str | None = None,
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **legacy: Any) -> dict[str, Any]:
         """Resume after the trigger fired (or a callback woke the task: then the service is asked).
 
         ``soft_fail`` is applied by ``BaseSensorOperator.resume_execution``, as for any sensor.
+        ``legacy``: defer kwargs of tasks deferred by 0.3.0 or earlier.
         """
         hook = self._hook()
         with _remote_failure_is_final():
-            info = self.resume(hook, event, self.out_task_id, deadline, deadline_kind, deferred_at)
+            info = self.resume(hook, event, legacy)
         return self.finish(hook, info, context)
 
     def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:

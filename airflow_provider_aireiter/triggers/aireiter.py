@@ -1,130 +1,166 @@
-"""``AireiterTaskTrigger``: waits for an AIReiter task in the triggerer, without holding a worker slot."""
+"""``AireiterTaskTrigger``: waits for an AIReiter task in the triggerer, without holding a worker slot.
+
+A wait's state is one object, :class:`WaitState`: the deferring task builds it, the trigger row stores
+it (the trigger's kwargs *are* its fields), the trigger's event and the callback receiver's wake event
+carry it back, and the resumed task reads it from the event. Nothing about a wait is stored twice.
+
+**When a deferred task may be resumed: not before its deferral has settled.** Airflow's scheduler has
+a race on fast resumes (apache/airflow #66374, #67287, #71580, #72716). When a task defers, its worker
+exits and the executor reports "success" for that try. If the task instance is resumed and queued
+again *before* the scheduler has processed that stale "success", the scheduler takes it for a task
+killed behind its back and marks it FAILED (Airflow 3.3 ignores the stale event only while the
+resumed task instance is still ``scheduled``). Nothing in the metadata database says when the
+scheduler has processed that event, so the provider holds every resume of its own until
+``resume_not_before`` (:func:`resume_not_before`), a fixed time after the deferral. The trigger
+sleeps until then before yielding a finished task's event; the callback receiver holds a wake-up
+until then. The hold is time, not a proof: a scheduler whose loop lags further behind needs a larger
+``[aireiter] resume_settle_seconds``. Measured on the real deployment of the tests (LocalExecutor,
+2 cores), an 8 s hold let 0 of 90 fast resumes fail at a load average of 9, and 4 of 90 at a load
+average of 20 to 25, where the stale event came up to 17.5 s after the deferral.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_aireiter.connection import DEFAULT_CONN_ID
 from airflow_provider_aireiter.exceptions import AireiterError, ErrorReason
+from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID, DEFAULT_SETTLE_SECONDS
+
+#: the shortest poll interval (a sensor's ``poke_interval`` may be 0), and the precision of a wake-up
+#: for a deadline
+MIN_POLL_INTERVAL = 0.1
+#: the status of the event the callback receiver submits: "the task may be done, ask the service"
+CALLBACK_EVENT_STATUS = "callback"
+#: which bound ends a wait
+WAIT_TIMEOUT = "timeout"
+EXECUTION_TIMEOUT = "execution_timeout"
+
+
+def settle_seconds() -> float:
+    """``[aireiter] resume_settle_seconds`` (default 15; 0 turns the hold off, for ``dag.test()``)."""
+    from airflow_provider_aireiter.compat import conf
+
+    try:
+        value = conf.getfloat("aireiter", "resume_settle_seconds", fallback=DEFAULT_SETTLE_SECONDS)
+    except ValueError:
+        value = DEFAULT_SETTLE_SECONDS
+    return max(0.0, float(value))
+
+
+def resume_not_before(deferred_at: float | None = None) -> float:
+    """The epoch second before which a task deferring now must not be resumed."""
+    return (time.time() if deferred_at is None else deferred_at) + settle_seconds()
+
+
+def seconds_to_hold(not_before: float, now: float | None = None) -> float:
+    """How much longer a resume must wait (0 when it may happen now)."""
+    return max(0.0, not_before - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class WaitState:
+    """One wait for one AIReiter task, from the deferring task into the trigger and back.
+
+    :param out_task_id: the task to wait for.
+    :param deadline: epoch seconds at which the wait ends with a ``timeout`` event.
+    :param aireiter_conn_id: the ``aireiter`` connection.
+    :param poll_interval: seconds between queries (at least :data:`MIN_POLL_INTERVAL`).
+    :param first_poll_at: epoch seconds before which not to query (the deferring task has just
+        asked); 0 queries at once.
+    :param resume_not_before: epoch seconds before which no event is yielded (see the module docstring).
+    :param deadline_kind: which bound ``deadline`` is (``timeout`` or ``execution_timeout``).
+    :param max_outage: seconds without an answer after which the wait ends with an ``error`` event.
+    :param not_found_grace: seconds of "api task not found" after which the wait ends with an ``error``.
+    :param deferred_at: epoch seconds of the deferral (logged at the resume).
+    """
+
+    out_task_id: str
+    deadline: float
+    aireiter_conn_id: str = DEFAULT_CONN_ID
+    poll_interval: float = 10.0
+    first_poll_at: float = 0.0
+    resume_not_before: float = 0.0
+    deadline_kind: str = WAIT_TIMEOUT
+    max_outage: float | None = None
+    not_found_grace: float | None = None
+    deferred_at: float | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WaitState:
+        """Read a wait from trigger kwargs or an event; keys of other versions are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def step(self) -> float:
+        """Seconds between polls: ``poll_interval``, never under :data:`MIN_POLL_INTERVAL`."""
+        return max(float(self.poll_interval), MIN_POLL_INTERVAL)
 
 
 class AireiterTaskTrigger(BaseTrigger):
     """Poll one AIReiter task until it finishes, then yield exactly one event.
 
     The trigger only reads (a triggerer restart may run it twice): the submit happened on the worker.
-    Its deadline is absolute wall-clock time, so a restart does not restart the clock.
+    Its deadline is absolute wall-clock time, so a restart does not restart the clock. The keyword
+    arguments are the fields of :class:`WaitState`.
+
+    Polls are spread: the first comes within half an interval either side of ``first_poll_at`` (never
+    before the deferral), the next ones every ``poll_interval`` give or take a tenth, so waits deferred
+    together do not query the paid service together.
 
     A failed query does not end the wait: it is asked again, backing off up to ``poll_interval``,
     until the service answers or the deadline passes (then a ``timeout`` event, as if the task were
     still running). Only an error no retry can fix, or ``max_outage`` when set, gives an ``error``.
 
-    Event: ``{"status": "success" | "failed" | "timeout" | "error", "out_task_id": ..., "task": <task info
-    as plain JSON, or None>, "message": ..., "reason": <ErrorReason>, "error": <the error as plain JSON,
-    see AireiterError.to_event, for "error">}``.
-
-    :param out_task_id: the task to wait for.
-    :param deadline: epoch seconds at which to give up with a ``timeout`` event.
-    :param aireiter_conn_id: the ``aireiter`` connection.
-    :param poll_interval: seconds between queries (at least 0.1). Polls are aligned to the multiples
-        of ``poll_interval`` on the event loop's clock, shared by every trigger of the triggerer (see
-        :func:`poll_time`): each comes at most half an interval early or late, and once aligned exactly
-        every ``poll_interval``.
-    :param max_outage: seconds without an answer from the service after which to stop with an
-        ``error`` event (the last error, still retryable); ``None`` (default): until the deadline.
-    :param not_found_grace: seconds of "api task not found" after which to stop with an ``error``
-        event; ``None`` (default, the sensor): wait for the task to appear until the deadline.
-    :param first_poll_at: epoch seconds before which not to query (the deferring task has just asked);
-        0 queries at once. Absolute like ``deadline``: a trigger restarted later queries at once. The
-        first query goes to the first grid point at or after it, so up to one interval later.
-    :param resume_not_before: epoch seconds before which no event is yielded, so the task is not
-        resumed before its deferral has settled (see :mod:`airflow_provider_aireiter.resume_gate`);
-        the callback receiver reads it too.
-    :param deadline_kind: which bound ``deadline`` is (``timeout`` or ``execution_timeout``); echoed
-        in the ``timeout`` event.
+    Event: ``{"status": "success" | "failed" | "timeout" | "error", "wait": <the WaitState>, "task":
+    <task info as plain JSON, or None>, "message": ..., "reason": <ErrorReason, for timeout and error>,
+    "error": <the error as plain JSON, see AireiterError.to_event, for "error">}``.
     """
 
-    def __init__(
-        self,
-        out_task_id: str,
-        deadline: float,
-        aireiter_conn_id: str = DEFAULT_CONN_ID,
-        poll_interval: float = 10.0,
-        first_poll_at: float = 0.0,
-        resume_not_before: float = 0.0,
-        deadline_kind: str = "timeout",
-        max_outage: float | None = None,
-        not_found_grace: float | None = None,
-        max_consecutive_errors: int | None = None,
-    ) -> None:
+    def __init__(self, out_task_id: str, deadline: float, max_consecutive_errors: int | None = None, **kwargs: Any):
         # max_consecutive_errors: written by 0.2.0 into the rows of triggers deferred before an
         # upgrade; accepted so those rows still load, and not used (the budget is time now).
         super().__init__()
-        self.out_task_id = out_task_id
-        self.deadline = float(deadline)
-        self.aireiter_conn_id = aireiter_conn_id
-        self.poll_interval = float(poll_interval)
-        self.first_poll_at = float(first_poll_at)
-        self.resume_not_before = float(resume_not_before)
-        self.deadline_kind = str(deadline_kind)
-        self.max_outage = None if max_outage is None else float(max_outage)
-        self.not_found_grace = None if not_found_grace is None else float(not_found_grace)
-
-    @property
-    def _step(self) -> float:
-        """The time between polls: ``poll_interval``, but never under a tick (a sensor may ask for 0)."""
-        return max(self.poll_interval, TICK_SECONDS)
+        self.wait = WaitState.from_json({"out_task_id": out_task_id, "deadline": float(deadline), **kwargs})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "out_task_id": self.out_task_id,
-                "deadline": self.deadline,
-                "aireiter_conn_id": self.aireiter_conn_id,
-                "poll_interval": self.poll_interval,
-                "first_poll_at": self.first_poll_at,
-                "resume_not_before": self.resume_not_before,
-                "deadline_kind": self.deadline_kind,
-                "max_outage": self.max_outage,
-                "not_found_grace": self.not_found_grace,
-            },
-        )
+        return f"{type(self).__module__}.{type(self).__qualname__}", self.wait.to_json()
 
-    def _event(
-        self, status: str, message: str, task: Any = None, reason: str | None = None, **extra: Any
-    ) -> TriggerEvent:
-        payload: dict[str, Any] = {
-            "status": status,
-            "out_task_id": self.out_task_id,
-            "task": task.model_dump(mode="json") if task is not None else None,
-            "message": message,
-        }
-        if reason is not None:
-            payload["reason"] = reason
-        payload.update(extra)
-        return TriggerEvent(payload)
+    def _event(self, status: str, message: str, task: Any = None, **extra: Any) -> TriggerEvent:
+        return TriggerEvent(
+            {
+                "status": status,
+                "wait": self.wait.to_json(),
+                "task": task.model_dump(mode="json") if task is not None else None,
+                "message": message,
+                **extra,
+            }
+        )
 
     def _timeout_event(self, info: Any, detail: str = "") -> TriggerEvent:
         last = info.status if info is not None else "not yet visible"
         return self._event(
             "timeout",
-            f"Deadline passed while AIReiter task {self.out_task_id!r} was {last}{detail}.",
+            f"Deadline passed while AIReiter task {self.wait.out_task_id!r} was {last}{detail}.",
             info,
             reason=ErrorReason.TIMEOUT.value,
-            deadline_kind=self.deadline_kind,
         )
 
     async def _settled(self, event: TriggerEvent) -> TriggerEvent:
         """``event``, once the deferral has settled (an earlier resume can make Airflow fail the task)."""
-        from airflow_provider_aireiter.resume_gate import seconds_to_hold
-
-        hold = seconds_to_hold(self.resume_not_before)
+        hold = seconds_to_hold(self.wait.resume_not_before)
         if hold > 0:
             self.log.info("Holding the event for %.1fs, until the deferral has settled.", hold)
             await asyncio.sleep(hold)
@@ -132,28 +168,30 @@ class AireiterTaskTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-        from airflow_provider_aireiter.waiting import StatusWatcher
+        from airflow_provider_aireiter.retry import StatusWatcher
 
-        hook = AireiterHook(self.aireiter_conn_id)
-        watcher = StatusWatcher(self.log, self.out_task_id, time.time())
+        wait = self.wait
+        hook = AireiterHook(wait.aireiter_conn_id)
+        watcher = StatusWatcher(self.log, wait.out_task_id, time.time())
         info = None
-        first_wait = min(self.first_poll_at, self.deadline) - time.time()
-        if first_wait > 0:
-            await self._sleep_until_poll(first_wait, early=False)
+        now = time.time()
+        if wait.first_poll_at > now:
+            spread = random.uniform(-0.5, 0.5) * min(wait.step, wait.first_poll_at - now)
+            await self._sleep(wait.first_poll_at + spread - now)
         while True:
             try:
                 info = await hook.afind_task(
-                    self.out_task_id, stop_at=self.deadline, poll_interval=self._step, give_up_after=self.max_outage
+                    wait.out_task_id, stop_at=wait.deadline, poll_interval=wait.step, give_up_after=wait.max_outage
                 )
-                watcher.observe(info, not_found_grace=self.not_found_grace)
+                watcher.observe(info, not_found_grace=wait.not_found_grace)
             except AireiterError as error:
-                if error.retryable and time.time() >= self.deadline:
+                if error.retryable and time.time() >= wait.deadline:
                     # The retries ran into the deadline: a timeout, as if the last poll had said "running".
                     yield await self._settled(self._timeout_event(info, f" (last query: {error.message})"))
                     return
                 event = self._event(
                     "error",
-                    f"Stopped waiting for {self.out_task_id!r} after a failed query: {error.message}",
+                    f"Stopped waiting for {wait.out_task_id!r} after a failed query: {error.message}",
                     info,
                     reason=error.reason.value,
                     error=error.to_event(),
@@ -162,30 +200,20 @@ class AireiterTaskTrigger(BaseTrigger):
                 return
             if info is not None and info.is_terminal:
                 status = "success" if info.kind.value == "success" else "failed"
-                event = self._event(status, f"AIReiter task {self.out_task_id!r} is {info.status}.", info)
+                event = self._event(status, f"AIReiter task {wait.out_task_id!r} is {info.status}.", info)
                 yield await self._settled(event)
                 return
-            remaining = self.deadline - time.time()
-            if remaining <= 0:
+            if wait.deadline - time.time() <= 0:
                 yield await self._settled(self._timeout_event(info))
                 return
-            await self._sleep_until_poll(self._step)
+            await self._sleep(wait.step * random.uniform(0.9, 1.1))
 
-    async def _sleep_until_poll(self, due_in: float, *, early: bool = True) -> None:
-        """Sleep until the poll due in ``due_in`` seconds, moved to the poll interval's grid (see
-        :func:`poll_time`; not earlier than due unless ``early``), or until the deadline if that comes
-        first (to a tenth of a second)."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        step = self._step
-        until_deadline = self.deadline - time.time()
-        if math.isfinite(step) and math.isfinite(due_in):
-            when = poll_time(now + due_in, step) if early else grid_point(now + due_in, step)
-        else:  # an infinite interval polls only at the deadline
-            when = math.inf
-        if when - now >= until_deadline:
-            when = grid_point(now + until_deadline, TICK_SECONDS)
-        await _sleep_until(when)
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until the deadline (to a tenth of a second) if that comes first."""
+        until_deadline = self.wait.deadline - time.time()
+        if not math.isfinite(seconds) or seconds >= until_deadline:
+            seconds = math.ceil(max(until_deadline, 0.0) / MIN_POLL_INTERVAL) * MIN_POLL_INTERVAL
+        await asyncio.sleep(max(seconds, 0.0))
 
     async def on_kill(self) -> None:
         """Warn that the remote task keeps running, unless it has finished (then this was a wake-up).
@@ -197,65 +225,21 @@ class AireiterTaskTrigger(BaseTrigger):
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
         from airflow_provider_aireiter.retry import AireiterRetryPolicy
 
+        out_task_id = self.wait.out_task_id
         try:
-            info = await AireiterHook(
-                self.aireiter_conn_id, retry_policy=AireiterRetryPolicy(max_attempts=1)
-            ).afind_task(self.out_task_id)
+            hook = AireiterHook(self.wait.aireiter_conn_id, retry_policy=AireiterRetryPolicy(max_attempts=1))
+            info = await hook.afind_task(out_task_id)
         except Exception:  # cannot tell (no connection, service away): warn, as for a real kill
             info = None
         if info is not None and info.is_terminal:
             self.log.info(
                 "Stopped waiting for AIReiter task %s, which is %s (resumed by its completion callback).",
-                self.out_task_id,
+                out_task_id,
                 info.status,
             )
             return
         self.log.warning(
             "The Airflow task was killed, but AIReiter has no cancel endpoint: remote task %s keeps running "
             "(and is charged if it completes).",
-            self.out_task_id,
+            out_task_id,
         )
-
-
-#: the grid a wake-up for a deadline is rounded up to (seconds of the event loop's clock), and the
-#: shortest poll interval (a sensor's ``poke_interval`` may be 0)
-TICK_SECONDS = 0.1
-
-
-def poll_time(due: float, poll_interval: float) -> float:
-    """When a poll due at loop time ``due`` is sent: on the grid of every multiple of ``poll_interval``.
-
-    The grid is on the event loop's clock, so it is the same for every trigger of the triggerer: the
-    triggers with one interval poll together, in one turn of the loop, however their deferrals were
-    spread. A lone wake-up after an idle pause costs several times the CPU of a poll sent in a batch
-    (``benchmarks/triggerer_capacity.py``). A poll goes to the first grid point no earlier than half an
-    interval before it was due, so it comes at most half an interval early or late, and once on the
-    grid a trigger polls exactly every ``poll_interval`` (however long a poll takes, up to half an
-    interval). A trigger's first poll is never early (``first_poll_at``): it goes to the first grid
-    point at or after it. Intervals that divide each other share grid points (every 30 s point is a
-    10 s one). The service never gets a whole batch at once: the loop's transport sends at most 32
-    requests at a time and queues the rest.
-    """
-    return grid_point(due - poll_interval / 2, poll_interval)
-
-
-def grid_point(at: float, step: float) -> float:
-    """The first multiple of ``step`` at or after ``at``."""
-    return math.ceil(at / step) * step
-
-
-async def _sleep_until(when: float) -> None:
-    """Sleep until loop time ``when`` (at once if it has passed). Sleepers due at the same point are
-    woken by one turn of the event loop."""
-    loop = asyncio.get_running_loop()
-    woken: asyncio.Future[None] = loop.create_future()
-    timer = loop.call_at(when, _wake, woken)
-    try:
-        await woken
-    finally:
-        timer.cancel()
-
-
-def _wake(woken: asyncio.Future[None]) -> None:
-    if not woken.done():
-        woken.set_result(None)

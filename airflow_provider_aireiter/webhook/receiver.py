@@ -1,78 +1,76 @@
-"""The HTTP endpoint AIReiter calls when a task finishes: ``POST /callback/{conn_id}/{out_task_id}?token=...``.
-
-Mounted by :class:`~airflow_provider_aireiter.plugins.webhook.AireiterWebhookPlugin` under
-``/aireiter`` on Airflow's API server. AIReiter cannot authenticate to Airflow, so the route needs no
-Airflow token; the per-task HMAC token in the URL is the authentication.
-
-A callback's body, signature and retry policy are undocumented, so a callback is only a wake-up
-signal: a valid one resumes the deferred task, which then asks the query endpoint for the truth. The
-body is checked to be JSON (or empty) and otherwise ignored; it is never logged.
-
-Checks, cheapest first, none with side effects until all have passed:
-
-==========================================  ======
-declared ``Content-Length`` over the limit   413
-no ``token``                                 401
-bad ids, unknown connection, no secret,      403
-a secret under 16 characters, wrong token
-(or another task's token)
-body actually read over the limit            413
-body not received within 10 s                408
-non-empty body that is not JSON              400
-secrets backend or database unavailable      503
-==========================================  ======
-
-Then ``202 {"accepted": true, "woken": n}``; ``n`` is 0 when nothing could be woken at once: the task
-has not deferred yet, its deferral has not settled, nobody waits (an unknown task, a duplicate
-delivery, a task already finished), or the same task was woken less than ``min_wake_interval`` ago.
-Except in the last case the answer then says ``"pending": true``: the callback is kept and tried
-again (:mod:`.pending`), so a callback that came early still wakes its task within a second of the
-task's deferral settling.
-Blocking work (connection lookup, database) runs in a small dedicated thread pool so a flood cannot
-starve the API server's own threads. Other methods get FastAPI's ``405``.
-"""
+"""RECVDOC"""
 
 from __future__ import annotations
 
+import datetime
+import heapq
 import json
 import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.trigger import Trigger
+from airflow.triggers.base import TriggerEvent
+from airflow.utils.session import NEW_SESSION, provide_session
+from airflow.utils.sqlalchemy import with_row_locks
+from airflow.utils.state import TaskInstanceState
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import lazyload, load_only
 
-from airflow_provider_aireiter.connection import MIN_CALLBACK_SECRET_CHARS
+from airflow_provider_aireiter.api_types import check_out_task_id
 from airflow_provider_aireiter.exceptions import AireiterError
-from airflow_provider_aireiter.task_ids import check_out_task_id
-from airflow_provider_aireiter.webhook.pending import PendingWakes, Waker, log_wake_failure
-from airflow_provider_aireiter.webhook.tokens import redact_token, token_is_valid
+from airflow_provider_aireiter.hooks.aireiter import (
+    DEFAULT_CONN_ID,
+    MIN_CALLBACK_SECRET_CHARS,
+    redact_token,
+    token_is_valid,
+)
+from airflow_provider_aireiter.triggers.aireiter import CALLBACK_EVENT_STATUS, WaitState, settle_seconds
 
 if TYPE_CHECKING:
-    from airflow_provider_aireiter.webhook.wake import WakeResult
+    from sqlalchemy.orm import Session
 
+
+# -------------------- from webhook/receiver.py --------------------
 log = logging.getLogger(__name__)
+
 
 #: largest body accepted (bytes); AIReiter's completion notice is small
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
 #: seconds a connection's callback secret (or its absence) is remembered
 DEFAULT_SECRET_TTL = 30.0
+
+
 #: seconds during which a task that was just woken is not woken again (replays of one valid URL)
 DEFAULT_MIN_WAKE_INTERVAL = 5.0
+
+
 #: seconds allowed for reading the body
 DEFAULT_BODY_TIMEOUT = 10.0
+
+
 #: threads for connection lookups and database work
 DEFAULT_WORKER_THREADS = 4
 
+
 _TOKEN_FORMAT = re.compile(r"^[0-9a-f]{64}$")
+
+
 #: Airflow's own conn_id alphabet, at most the width of the ``connection.conn_id`` column
 _CONN_ID_FORMAT = re.compile(r"^[\w#!()\-.:\\]{1,250}$")
+
 
 SecretLookup = Callable[[str], "str | None"]
 
@@ -92,7 +90,7 @@ def lookup_callback_secret(conn_id: str) -> str | None:
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 
-    from airflow_provider_aireiter.connection import settings_from_connection
+    from airflow_provider_aireiter.hooks.aireiter import settings_from_connection
 
     try:
         conn = Connection.get_connection_from_secrets(conn_id)
@@ -108,7 +106,7 @@ def lookup_callback_secret(conn_id: str) -> str | None:
 
 def default_waker(conn_id: str, out_task_id: str) -> WakeResult:
     """Wake the tasks of ``conn_id`` waiting on ``out_task_id`` in the metadata database (see :mod:`.wake`)."""
-    from airflow_provider_aireiter.webhook.wake import wake_waiting_tasks
+    from airflow_provider_aireiter.webhook.receiver import wake_waiting_tasks
 
     return wake_waiting_tasks(conn_id, out_task_id)
 
@@ -337,3 +335,343 @@ def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:
 
     app.state.receiver = handler
     return app
+
+
+# -------------------- from webhook/pending.py --------------------
+log = logging.getLogger(__name__)
+
+
+#: seconds a callback that woke nothing is kept and tried again
+DEFAULT_KEEP_SECONDS = 120.0
+
+
+#: seconds between tries while nobody waits for the task yet
+DEFAULT_RETRY_SECONDS = 1.0
+
+
+#: callbacks kept at most (the oldest is dropped beyond)
+DEFAULT_LIMIT = 10_000
+
+
+Key = tuple[str, str]
+
+
+Waker = Callable[[str, str], "WakeResult"]
+
+
+_WARNED_FAILURES: set[str] = set()
+
+
+_WARNED_LOCK = threading.Lock()
+
+
+def log_wake_failure(error: BaseException, out_task_id: str) -> None:
+    """A wake that failed inside the API server: a WARNING with what failed, once per kind of failure
+    and process (then DEBUG), so a broken wake (an Airflow upgrade, the database) is seen, not flooded."""
+    kind = type(error).__name__
+    with _WARNED_LOCK:
+        first = kind not in _WARNED_FAILURES
+        _WARNED_FAILURES.add(kind)
+    if first:
+        log.warning(
+            "Waking the tasks waiting for AIReiter task %s failed: %s: %s. Their triggers' fallback polls "
+            "finish them. Further failures of this kind are logged at DEBUG.",
+            out_task_id[:64],
+            kind,
+            str(error)[:300],
+        )
+    else:
+        log.debug("Waking %r failed", out_task_id[:64], exc_info=True)
+
+
+class PendingWakes:
+    """Retry wake-ups in a background thread.
+
+    :param waker: ``(conn_id, out_task_id) -> WakeResult`` (blocking).
+    :param on_woken: called with the key once a retry woke something.
+    :param keep_seconds: how long a callback is tried again.
+    :param retry_seconds: pause between tries while nobody waits.
+    :param limit: callbacks kept at most.
+    """
+
+    def __init__(
+        self,
+        waker: Waker,
+        *,
+        on_woken: Callable[[Key], None] | None = None,
+        keep_seconds: float = DEFAULT_KEEP_SECONDS,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+        limit: int = DEFAULT_LIMIT,
+    ) -> None:
+        self.waker = waker
+        self.on_woken = on_woken
+        self.keep_seconds = keep_seconds
+        self.retry_seconds = retry_seconds
+        self.limit = limit
+        self._expires: dict[Key, float] = {}
+        self._due: list[tuple[float, Key]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._expires)
+
+    def add(self, key: Key, retry_at: float | None = None) -> None:
+        """Keep ``key`` and try it again at ``retry_at`` (epoch seconds; default: after ``retry_seconds``)."""
+        now = time.time()
+        with self._cond:
+            if key not in self._expires:
+                if len(self._expires) >= self.limit:
+                    oldest = min(self._expires, key=self._expires.__getitem__)
+                    del self._expires[oldest]
+                self._expires[key] = now + self.keep_seconds
+            heapq.heappush(self._due, (retry_at if retry_at is not None else now + self.retry_seconds, key))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="aireiter-pending-wakes", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _next_due(self) -> Key | None:
+        """Wait for the next key that is due (``None`` once stopped)."""
+        with self._cond:
+            while not self._stopped:
+                now = time.time()
+                while self._due and self._due[0][1] not in self._expires:
+                    heapq.heappop(self._due)  # woken or dropped meanwhile
+                if self._due and self._due[0][0] <= now:
+                    _, key = heapq.heappop(self._due)
+                    return key
+                self._cond.wait(timeout=(self._due[0][0] - now) if self._due else None)
+            return None
+
+    def _run(self) -> None:
+        while (key := self._next_due()) is not None:
+            try:
+                result = self.waker(*key)
+            except Exception as error:  # the database is away for a moment: try again later
+                log_wake_failure(error, key[1])
+                result = None
+            now = time.time()
+            with self._cond:
+                expires = self._expires.get(key)
+                if expires is None:
+                    continue
+                if result is not None and result.woken:
+                    del self._expires[key]
+                elif now >= expires:
+                    del self._expires[key]
+                    log.info("No deferred task took the AIReiter callback for %s; polling will finish it.", key[1][:64])
+                    continue
+                else:
+                    held = result.held_until if result is not None else None
+                    heapq.heappush(self._due, (held if held is not None else now + self.retry_seconds, key))
+                    continue
+            log.info(
+                "AIReiter callback for %s woke %d task instance(s) once their deferral settled.",
+                key[1][:64],
+                result.woken,
+            )
+            if self.on_woken is not None:
+                self.on_woken(key)
+
+
+# -------------------- from webhook/wake.py --------------------
+log = logging.getLogger(__name__)
+
+
+#: how ``AireiterTaskTrigger.serialize()`` names its class (the ``trigger.classpath`` column)
+TRIGGER_CLASSPATH = "airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger"
+
+
+#: trigger ids decrypted per query (keeps ``IN (...)`` lists under every backend's parameter limit)
+_CHUNK = 500
+
+
+#: remembered ``out_task_id`` per trigger row at most (about 100 bytes each)
+_MEMO_LIMIT = 50_000
+
+
+_TriggerKey = tuple[int, datetime.datetime]
+
+
+@dataclass(frozen=True)
+class WakeResult:
+    """The outcome of one wake-up.
+
+    :param woken: task instances resumed now.
+    :param held_until: when set, matching triggers have not settled yet: try again at this epoch second.
+    """
+
+    woken: int = 0
+    held_until: float | None = None
+
+
+class _WaitingMemo:
+    """``(trigger id, created_date) -> WaitState | None``, bounded, thread-safe (the API server uses threads)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: OrderedDict[_TriggerKey, WaitState | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def split(self, keys: list[_TriggerKey]) -> tuple[dict[_TriggerKey, WaitState | None], list[_TriggerKey]]:
+        """The known values among ``keys``, and the keys not known yet."""
+        known: dict[_TriggerKey, WaitState | None] = {}
+        missing: list[_TriggerKey] = []
+        with self._lock:
+            for key in keys:
+                if key in self._items:
+                    known[key] = self._items[key]
+                    self._items.move_to_end(key)
+                else:
+                    missing.append(key)
+        return known, missing
+
+    def store(self, values: dict[_TriggerKey, WaitState | None]) -> None:
+        with self._lock:
+            self._items.update(values)
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_memo = _WaitingMemo(_MEMO_LIMIT)
+
+
+def clear_memo() -> None:
+    """Forget every remembered trigger (for tests; never needed for correctness)."""
+    _memo.clear()
+
+
+class _Unreadable(Exception):
+    """A trigger row whose kwargs cannot be decrypted or decoded."""
+
+
+def _waiting_of(trigger: Trigger) -> WaitState | None:
+    """What a trigger row waits for (``None`` if its kwargs name no ``out_task_id``)."""
+    try:
+        kwargs: Any = trigger.kwargs  # the model's decrypting property
+    except Exception as exc:  # e.g. another Fernet key: this row can never match
+        raise _Unreadable(type(exc).__name__) from None
+    if not isinstance(kwargs, dict) or not isinstance(kwargs.get("out_task_id"), str):
+        return None
+    fields = dict(kwargs)
+    not_before = kwargs.get("resume_not_before")
+    if not isinstance(not_before, int | float) or isinstance(not_before, bool):
+        # A trigger written before the hold existed: settle from its creation time.
+        fields["resume_not_before"] = trigger.created_date.timestamp() + settle_seconds()
+    fields["aireiter_conn_id"] = str(kwargs.get("aireiter_conn_id") or DEFAULT_CONN_ID)
+    try:
+        return WaitState.from_json(fields)
+    except (TypeError, ValueError):  # no deadline: not a row this provider wrote
+        return None
+
+
+def _deferred_trigger_keys(session: Session) -> list[_TriggerKey]:
+    """Ids and creation times of the AIReiter triggers that have a task instance in ``DEFERRED``."""
+    stmt = (
+        select(Trigger.id, Trigger.created_date)
+        .join(TaskInstance, TaskInstance.trigger_id == Trigger.id)
+        .where(Trigger.classpath == TRIGGER_CLASSPATH, TaskInstance.state == TaskInstanceState.DEFERRED)
+        .distinct()
+    )
+    return [(row[0], row[1]) for row in session.execute(stmt)]
+
+
+def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, WaitState | None]:
+    """Read what the given trigger rows wait for (loading only the columns needed)."""
+    found: dict[_TriggerKey, WaitState | None] = {}
+    unreadable: list[int] = []
+    wanted = dict(keys)
+    ids = list(wanted)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        stmt = (
+            select(Trigger)
+            .where(Trigger.id.in_(chunk))
+            .options(
+                load_only(Trigger.id, Trigger.created_date, Trigger.encrypted_kwargs),
+                lazyload(Trigger.task_instance),
+            )
+            .execution_options(populate_existing=True)
+        )
+        for trigger in session.scalars(stmt):
+            if trigger.created_date != wanted.get(trigger.id):
+                continue
+            try:
+                found[(trigger.id, trigger.created_date)] = _waiting_of(trigger)
+            except _Unreadable:
+                found[(trigger.id, trigger.created_date)] = None  # remembered: not retried nor logged again
+                unreadable.append(trigger.id)
+    if unreadable:
+        log.warning(
+            "Skipped %d AIReiter trigger(s) whose kwargs cannot be read (Fernet key changed?), e.g. id %s.",
+            len(unreadable),
+            unreadable[0],
+        )
+    return found
+
+
+def find_waiting_triggers(conn_id: str, out_task_id: str, *, session: Session) -> dict[int, WaitState]:
+    """The ``AireiterTaskTrigger`` rows of ``conn_id`` for ``out_task_id`` that have a ``DEFERRED`` task instance."""
+    keys = _deferred_trigger_keys(session)
+    known, missing = _memo.split(keys)
+    if missing:
+        fresh = _decrypt(missing, session)
+        _memo.store(fresh)
+        known.update(fresh)
+    return {
+        trigger_id: waiting
+        for (trigger_id, _), waiting in sorted(known.items())
+        if waiting is not None and waiting.out_task_id == out_task_id and waiting.aireiter_conn_id == conn_id
+    }
+
+
+@provide_session
+def wake_waiting_tasks(conn_id: str, out_task_id: str, *, session: Session = NEW_SESSION) -> WakeResult:
+    """Resume the task instances deferred on ``AireiterTaskTrigger(out_task_id=..., aireiter_conn_id=conn_id)``.
+
+    Each one whose deferral has settled gets the event ``{"status": "callback", "out_task_id": ...}``
+    through ``Trigger.submit_event``, as if its trigger had fired. The deferred task instances are locked
+    first (``SELECT ... FOR UPDATE`` where the database supports it), so a trigger firing at the same
+    moment is not overwritten and nothing is resumed twice. Triggers of other connections are never
+    touched: a token is only as good as the connection whose secret signed it.
+
+    :param conn_id: the connection the callback URL (and its token) belongs to.
+    :param out_task_id: the AIReiter task the callback was signed for.
+    :param session: a metadata-database session; committed by the caller when given, else here.
+    :return: how many task instances left ``DEFERRED`` (0 when nobody was waiting: an unknown id, a
+        task that already finished, a duplicate callback), and when to try again for those not settled.
+    """
+    waiting = find_waiting_triggers(conn_id, out_task_id, session=session)
+    if not waiting:
+        return WakeResult()
+    now = time.time()
+    held = [w.resume_not_before for w in waiting.values() if w.resume_not_before > now]
+    woken = 0
+    for trigger_id, entry in waiting.items():
+        if entry.resume_not_before > now:
+            continue
+        locked = select(TaskInstance.id).where(
+            TaskInstance.trigger_id == trigger_id, TaskInstance.state == TaskInstanceState.DEFERRED
+        )
+        deferred = list(session.scalars(with_row_locks(locked, session, of=TaskInstance)))
+        if not deferred:
+            continue  # its trigger fired (or the task was cleared) since the first query
+        event = TriggerEvent({"status": CALLBACK_EVENT_STATUS, "wait": entry.to_json()})
+        Trigger.submit_event(trigger_id, event, session=session)
+        woken += len(deferred)
+    session.flush()
+    return WakeResult(woken=woken, held_until=min(held) if held else None)

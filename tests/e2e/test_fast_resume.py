@@ -49,7 +49,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_aireiter.task_ids import default_out_task_id
+from airflow_provider_aireiter.api_types import default_out_task_id
 from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import conn_json
 from tests.e2e.deployment import AirflowDeployment, DagRunTimeout, DeploymentFactory, free_port
@@ -482,7 +482,7 @@ def test_tasks_resumed_right_after_deferring_all_succeed(
     by_name = {f"{p.out_task_id}_0.png": p for p in plans}
     stray: list[str] = []
     failed_with_file = 0
-    from airflow_provider_aireiter.hooks.downloads import record_name
+    from airflow_provider_aireiter.hooks.aireiter import record_name
 
     records = {record_name(name) for name in by_name}  # what the media view checks, written by the provider
     for path in sorted(f for f in media.rglob("*") if f.is_file() and f.name not in records):

@@ -488,7 +488,7 @@ def _file(dep: AirflowDeployment, run_id: str, task_id: str, method: str = "GET"
 
 def _write_with_record(folder: Path, name: str, data: bytes, **owner: Any) -> Path:
     """A file and its record, as a DAG author's code could write them (the record names ``owner``)."""
-    from airflow_provider_aireiter.hooks.downloads import output_record, record_name
+    from airflow_provider_aireiter.hooks.aireiter import output_record, record_name
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_aireiter.connection import ConnectionSettings
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError, AireiterTransientError
-from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-from airflow_provider_aireiter.hooks.async_transport import (
+from airflow_provider_aireiter.hooks.aireiter import AireiterHook, ConnectionSettings
+from airflow_provider_aireiter.hooks.transport import (
     MAX_ANSWER_BYTES,
     Answer,
     LoopTransport,
@@ -218,7 +217,7 @@ def test_an_api_key_no_header_can_carry_is_refused_before_any_request(
 
 
 def test_retry_after_as_an_http_date_is_obeyed() -> None:
-    from airflow_provider_aireiter.envelope import parse_retry_after
+    from airflow_provider_aireiter.hooks.transport import parse_retry_after
 
     now = time.time()
     later = email.utils.formatdate(now + 30, usegmt=True)
@@ -341,7 +340,7 @@ def test_tls_context_is_built_once_per_bundle_and_follows_the_environment(
 
 
 def test_each_event_loop_gets_its_own_transport_even_after_the_last_one_closed() -> None:
-    from airflow_provider_aireiter.hooks.async_transport import loop_transport
+    from airflow_provider_aireiter.hooks.transport import loop_transport
 
     async def twice() -> tuple[object, object]:
         return loop_transport(), loop_transport()
@@ -412,7 +411,7 @@ def test_hooks_of_one_loop_share_one_connection_lookup(monkeypatch: pytest.Monke
 def test_connection_lookup_is_read_again_when_old_and_failures_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.exceptions import AirflowNotFoundException
 
-    from airflow_provider_aireiter.hooks import async_transport
+    from airflow_provider_aireiter.hooks import transport as async_transport
 
     monkeypatch.setattr(async_transport, "CONNECTION_REUSE_SECONDS", 0.1)
     monkeypatch.delenv("AIRFLOW_CONN_AIREITER_DEFAULT", raising=False)

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError, AireiterTransientError
-from airflow_provider_aireiter.hooks.aireiter import AireiterHook
-from airflow_provider_aireiter.hooks.downloads import extension_for
+from airflow_provider_aireiter.hooks.aireiter import AireiterHook, extension_for
 from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import FAST_RETRIES
 
@@ -178,7 +177,7 @@ def test_a_retry_finds_the_complete_file_whatever_the_url_shape(
 
 
 def test_a_file_of_another_index_is_not_taken_for_this_one(tmp_path: Path) -> None:
-    from airflow_provider_aireiter.hooks.downloads import existing_output
+    from airflow_provider_aireiter.hooks.aireiter import existing_output
 
     (tmp_path / "task_10.png").write_bytes(b"x")
     (tmp_path / ".task_1.abcd1234.part").write_bytes(b"x")

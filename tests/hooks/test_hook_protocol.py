@@ -8,7 +8,6 @@ import logging
 import pytest
 
 from airflow_provider_aireiter import __version__
-from airflow_provider_aireiter.envelope import BODY_PREVIEW_CHARS, preview
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterGarbledResponseError,
@@ -22,6 +21,7 @@ from airflow_provider_aireiter.exceptions import (
     AireiterTransientError,
 )
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+from airflow_provider_aireiter.hooks.transport import BODY_PREVIEW_CHARS, preview
 from tests.conftest import API_KEY, FAST_RETRIES
 from tests.scripted_server import Answer, ScriptedServer, ok
 

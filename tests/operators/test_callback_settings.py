@@ -83,7 +83,7 @@ def test_the_log_names_the_callback_url_but_never_its_token(
     (submit,) = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
     url = submit["callback_url"].split("?", 1)[0]  # the emulator redacts the query string in its log
     assert url.startswith("http://127.0.0.1:9/aireiter/callback/aireiter_default/")
-    from airflow_provider_aireiter.webhook.tokens import callback_token
+    from airflow_provider_aireiter.hooks.aireiter import callback_token
 
     token = callback_token(GOOD_SECRET, "aireiter_default", url.rsplit("/", 1)[1])
     text = logs()

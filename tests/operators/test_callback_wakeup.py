@@ -35,10 +35,10 @@ def test_callback_for_a_running_task_defers_again_with_the_same_deadline(aireite
         op.execute_complete({}, event={**CLAIMS_SUCCESS, "out_task_id": "still-running"}, deadline=deadline)
     trigger = deferred.value.trigger
     assert isinstance(trigger, AireiterTaskTrigger)
-    assert trigger.out_task_id == "still-running" and trigger.deadline == deadline
+    assert trigger.wait.out_task_id == "still-running" and trigger.wait.deadline == deadline
     assert aireiter_connection.query_count("still-running") == 1  # it asked the service
     # ... so the trigger does not ask again before a poll interval has passed
-    assert before + 40 <= trigger.first_poll_at <= time.time() + 40
+    assert before + 40 <= trigger.wait.first_poll_at <= time.time() + 40
 
 
 @pytest.mark.aireiter_emulator(speed=1)
@@ -51,8 +51,8 @@ def test_deferred_sensor_does_not_repeat_the_query_it_just_made(aireiter_connect
     trigger = deferred.value.trigger
     assert isinstance(trigger, AireiterTaskTrigger)
     assert aireiter_connection.query_count("just-asked") == 1
-    assert before + 30 <= trigger.first_poll_at <= time.time() + 30
-    assert before + 600 <= trigger.deadline <= time.time() + 600
+    assert before + 30 <= trigger.wait.first_poll_at <= time.time() + 30
+    assert before + 600 <= trigger.wait.deadline <= time.time() + 600
 
 
 @pytest.mark.aireiter_emulator(speed=1)

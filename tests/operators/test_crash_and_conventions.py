@@ -102,7 +102,7 @@ def test_asset_extra_and_output_link_xcom(aireiter_connection: Emulator, tmp_pat
             .filter(AssetModel.name == "aireiter_test_images")
             .all()
         )
-        from airflow_provider_aireiter.operators.links import AireiterOutputLink
+        from airflow_provider_aireiter.operators.aireiter import AireiterOutputLink
 
         link_key = AireiterOutputLink().xcom_key  # what the UI reads: the link Airflow stored at the end
         links = session.query(XComModel).filter_by(dag_id="asset_dag", key=link_key).all()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_aireiter.api_types import MAX_LENGTH, attempt_id, check_out_task_id, default_out_task_id
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 from airflow_provider_aireiter.operators.aireiter import (
     AireiterGenerateOperator,
@@ -14,7 +15,6 @@ from airflow_provider_aireiter.operators.aireiter import (
     SeedreamV5LiteOperator,
     Veo31Operator,
 )
-from airflow_provider_aireiter.task_ids import MAX_LENGTH, attempt_id, check_out_task_id, default_out_task_id
 
 BIG_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\0" * (10 * 1024 * 1024 + 10)).decode()
 SMALL_DATA_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG tiny").decode()
@@ -148,8 +148,8 @@ def test_partial_arguments_are_validated_at_parse_time_like_unmapped_ones() -> N
 
 def test_a_reattach_counts_as_changed_only_what_certainly_differs() -> None:
     """A false "changed" would pay again on every retry: spelling differences of the echo do not count."""
+    from airflow_provider_aireiter.api_types import TaskInfo
     from airflow_provider_aireiter.operators.aireiter import SeedreamV5LiteOperator, Veo31Operator
-    from airflow_provider_aireiter.task_types import TaskInfo
 
     def changes(op: object, params: dict[str, Any], echoed: dict[str, Any] | None) -> list[str] | None:
         info = TaskInfo(status="completed", request=echoed)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_aireiter.hooks.downloads import output_record, record_name
+from airflow_provider_aireiter.hooks.aireiter import output_record, record_name
 from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile, servable
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

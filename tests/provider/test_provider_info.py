@@ -141,8 +141,8 @@ def test_the_media_plugin_app_is_built_on_its_first_request_and_kept() -> None:
     from starlette.applications import Starlette
     from starlette.routing import Mount
 
-    from airflow_provider_aireiter.plugins.lazy_app import LazyAsgiApp
     from airflow_provider_aireiter.plugins.media import MEDIA_MOUNT, AireiterMediaPlugin
+    from airflow_provider_aireiter.plugins.webhook import LazyAsgiApp
     from tests.webhook.helpers import LiveServer
 
     (entry,) = AireiterMediaPlugin.fastapi_apps

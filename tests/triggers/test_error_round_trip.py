@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.compat import AirflowFailException
-from airflow_provider_aireiter.completion import task_from_event
 from airflow_provider_aireiter.exceptions import AireiterError, _error_classes
+from airflow_provider_aireiter.operators.aireiter import task_from_event
 from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 from tests.compat import read_next_kwargs, stored_next_kwargs
 

@@ -5,7 +5,7 @@ suite runs with the default one. Usage: ``python db_scenario.py RESULT_JSON BULK
 SQLite; pointing ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` at an empty PostgreSQL database works too.
 
 It builds a real metadata database, parks task instances in ``DEFERRED`` on real trigger rows, wakes
-them through :mod:`airflow_provider_aireiter.webhook.wake` and through HTTP on Airflow's own API app
+them through :mod:`airflow_provider_aireiter.webhook.receiver` and through HTTP on Airflow's own API app
 (with the plugin mounted by Airflow itself), and writes what it observed to ``RESULT_JSON``.
 """
 
@@ -194,7 +194,7 @@ def wake(out_task_id: str) -> tuple[int, int, float, float | None]:
     from airflow import settings
     from sqlalchemy import event
 
-    from airflow_provider_aireiter.webhook.wake import wake_waiting_tasks
+    from airflow_provider_aireiter.webhook.receiver import wake_waiting_tasks
 
     statements = 0
 
@@ -219,7 +219,7 @@ def http_checks() -> dict[str, Any]:
     import uvicorn
     from airflow.api_fastapi.app import create_app
 
-    from airflow_provider_aireiter.webhook.tokens import callback_token, callback_url
+    from airflow_provider_aireiter.hooks.aireiter import callback_token, callback_url
 
     app = create_app(apps="core")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -288,7 +288,7 @@ def main() -> None:
     results["after_job2"] = states()
     results["wake_unsettled"] = wake("job-4")
     results["after_unsettled"] = states()
-    from airflow_provider_aireiter.webhook.wake import clear_memo
+    from airflow_provider_aireiter.webhook.receiver import clear_memo
 
     clear_memo()
     results["bulk_cold"] = wake(f"bulk-{bulk // 2}")

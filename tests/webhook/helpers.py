@@ -13,9 +13,13 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from airflow_provider_aireiter.webhook.receiver import CallbackReceiver, create_callback_app, lookup_callback_secret
-from airflow_provider_aireiter.webhook.tokens import CALLBACK_MOUNT, callback_token
-from airflow_provider_aireiter.webhook.wake import WakeResult
+from airflow_provider_aireiter.hooks.aireiter import CALLBACK_MOUNT, callback_token
+from airflow_provider_aireiter.webhook.receiver import (
+    CallbackReceiver,
+    WakeResult,
+    create_callback_app,
+    lookup_callback_secret,
+)
 
 CONN_ID = "aireiter_cb"
 NO_SECRET_CONN_ID = "aireiter_nosecret"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from airflow_provider_aireiter.webhook.tokens import callback_token
+from airflow_provider_aireiter.hooks.aireiter import callback_token
 from tests.conftest import conn_json
 
 CONN_ID = "aireiter_logtest"

@@ -13,9 +13,13 @@ from importlib.metadata import entry_points
 import pytest
 import requests
 
-from airflow_provider_aireiter.webhook.receiver import CallbackLookupError, CallbackReceiver, create_callback_app
-from airflow_provider_aireiter.webhook.tokens import callback_token, callback_url, redact_token
-from airflow_provider_aireiter.webhook.wake import WakeResult
+from airflow_provider_aireiter.hooks.aireiter import callback_token, callback_url, redact_token
+from airflow_provider_aireiter.webhook.receiver import (
+    CallbackLookupError,
+    CallbackReceiver,
+    WakeResult,
+    create_callback_app,
+)
 from tests.webhook.helpers import (
     CONN_ID,
     NO_SECRET_CONN_ID,
@@ -407,7 +411,7 @@ def test_a_callback_signed_with_a_secret_under_16_characters_is_refused(
 
 
 def test_a_failed_wake_is_a_warning_once_per_kind(callback_conns: None, caplog: pytest.LogCaptureFixture) -> None:
-    from airflow_provider_aireiter.webhook import pending
+    from airflow_provider_aireiter.webhook import receiver as pending
 
     pending._WARNED_FAILURES.clear()
     failures = iter([RuntimeError("row lock timed out"), RuntimeError("again"), KeyError("next_kwargs")])

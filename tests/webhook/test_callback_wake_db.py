@@ -159,7 +159,7 @@ def test_plugin_loaded_once_without_import_errors(scenario: dict[str, Any]) -> N
 
 
 def test_secret_and_tokens_stay_out_of_the_server_logs(scenario: dict[str, Any]) -> None:
-    from airflow_provider_aireiter.webhook.tokens import callback_token
+    from airflow_provider_aireiter.hooks.aireiter import callback_token
 
     log = scenario["log"]
     assert "AIReiter callback conn=aireiter_cb" in log  # the receiver did log
