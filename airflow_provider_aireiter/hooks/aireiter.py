@@ -907,8 +907,8 @@ class AireiterHook(BaseHook):
         policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
 
         async def once() -> TaskInfo | None:
-            payload = await self._apost_once(settings, "/query", data, what=what, out_task_id=out_task_id)
             try:
+                payload = await self._apost_once(settings, "/query", data, what=what, out_task_id=out_task_id)
                 return parse_query(payload, out_task_id=out_task_id, task_id=task_id)
             except AireiterTaskNotFoundError:
                 if missing_ok:

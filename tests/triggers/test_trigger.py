@@ -74,7 +74,7 @@ def test_one_event_per_terminal_status(scripted: ScriptedServer, final: dict[str
     events = run_trigger(trigger())
     assert len(events) == 1
     (event,) = events
-    assert event["status"] == status and event["out_task_id"] == "t1"
+    assert event["status"] == status and event["wait"]["out_task_id"] == "t1"
     assert event["task"]["status"] == final["status"]
     assert len(scripted.received) == 3
 

@@ -81,7 +81,7 @@ def test_wake_resumes_only_the_matching_deferred_task(scenario: dict[str, Any]) 
     after = scenario["after_job1"]
     assert after["plain_job1"]["state"] == "scheduled"
     assert after["plain_job1"]["trigger_id"] is None
-    assert event_of(after["plain_job1"]) == {"status": "callback", "out_task_id": "job-1"}
+    assert callback_for(event_of(after["plain_job1"])) == "job-1"
     assert after["plain_job1"]["next_kwargs"]["out_task_id"] == "kept"  # existing next_kwargs survive
     # another out_task_id, another trigger class with the same out_task_id, a task no longer deferred
     assert after["other_job3"]["state"] == "deferred"
@@ -101,6 +101,13 @@ def test_second_wake_wakes_nothing(scenario: dict[str, Any]) -> None:
     assert scenario["wake_unknown"][0] == 0
 
 
+def callback_for(event: Any) -> str | None:
+    """The task a wake event names, if it is a callback event carrying the trigger's wait."""
+    assert event["status"] == "callback" and set(event) == {"status", "wait"}
+    assert event["wait"]["deadline"] > 0 and event["wait"]["resume_not_before"] > 0  # the whole wait, as stored
+    return event["wait"]["out_task_id"]
+
+
 def test_wake_holds_a_deferral_that_has_not_settled(scenario: dict[str, Any]) -> None:
     woken, _, _, held = scenario["wake_unsettled"]
     assert woken == 0
@@ -113,14 +120,14 @@ def test_callback_before_the_deferral_wakes_the_task_once_it_defers(scenario: di
     assert http["early"] == [202, {"accepted": True, "woken": 0, "pending": True}]
     assert http["late_job_before_deferral"] == "running"
     assert http["late_job_after_deferral"] == "scheduled"
-    assert event_of(http["late_job_event"]) == {"status": "callback", "out_task_id": "job-late"}
+    assert callback_for(event_of(http["late_job_event"])) == "job-late"
 
 
 def test_wake_reads_encrypted_trigger_kwargs(scenario: dict[str, Any]) -> None:
     assert scenario["wake_job2"][0] == 1
     after = scenario["after_job2"]
     assert after["encrypted_job2"]["state"] == "scheduled"
-    assert event_of(after["encrypted_job2"]) == {"status": "callback", "out_task_id": "job-2"}
+    assert callback_for(event_of(after["encrypted_job2"])) == "job-2"
     assert after["other_job3"]["state"] == "deferred"
 
 
@@ -147,7 +154,7 @@ def test_callback_through_airflows_own_api_app(scenario: dict[str, Any]) -> None
     assert http["unknown_task"] == [202, {"accepted": True, "woken": 0, "pending": True}]
     assert http["valid"] == [202, {"accepted": True, "woken": 1}]
     assert http["state_after_valid"]["state"] == "scheduled"
-    assert event_of(http["state_after_valid"]) == {"status": "callback", "out_task_id": "job-http"}
+    assert callback_for(event_of(http["state_after_valid"])) == "job-http"
     assert http["duplicate"] == [202, {"accepted": True, "woken": 0}]
     # another connection's token: verified against this connection's path and secret, it does not match
     assert http["other_conn_token_under_cb"][0] == 403
