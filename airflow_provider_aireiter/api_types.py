@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 
 
-# -------------------- from task_types.py --------------------
+# -------------------------------------------------------- statuses and answers
 class TaskStatus(str, Enum):
     """Task statuses the service is known (or suspected) to report.
 
@@ -195,7 +195,7 @@ class TaskInfo(_Model):
         return [o.url for o in self.outputs]
 
 
-# -------------------- from params.py --------------------
+# ----------------------------------------- parameter rules of the known models
 MAX_DATA_URI_BYTES = 10 * 1024 * 1024
 
 
@@ -366,7 +366,7 @@ def validate_params(
     return dict(params)
 
 
-# -------------------- from task_ids.py --------------------
+# ----------------------------------------------------------------- out_task_id
 MAX_LENGTH = 64
 
 

@@ -1,4 +1,16 @@
-"""RETRYDOC"""
+"""How calls are retried and how a wait goes on: one policy, carried out by tenacity on both paths.
+
+Every request is retried by tenacity, and only here: the hook's sync calls, submits (whose lost
+answers are re-checked before anything is sent again) and downloads through
+:meth:`AireiterRetryPolicy.retrying`; a trigger's single calls through :meth:`AireiterRetryPolicy.acall`.
+
+The queries of a *wait* (the sync wait, the trigger) are retried by :meth:`AireiterRetryPolicy.call_in_wait`
+(async: :meth:`AireiterRetryPolicy.acall` with a poll interval): their budget is time, not tries. A
+failed query is asked again after a backoff capped by the wait's poll interval, until an answer
+comes, the wait's deadline passes, or (only when the caller sets ``give_up_after``) the service has
+not answered for that long. So an outage shorter than the wait does not end the wait. What a wait
+logs meanwhile is :class:`OutageLog`'s; what it makes of a task's state, :class:`StatusWatcher`'s.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +34,7 @@ if TYPE_CHECKING:
     import tenacity
 
 
-# -------------------- from retry.py --------------------
+# ------------------------------------------------------------ the retry policy
 T = TypeVar("T")
 
 
@@ -294,7 +306,7 @@ def _stop_at(epoch: float) -> Callable[[tenacity.RetryCallState], bool]:
     return stop
 
 
-# -------------------- from waiting.py --------------------
+# ------------------------------------------- what a wait makes of a task state
 def raise_if_failed(info: TaskInfo) -> None:
     """Raise :class:`AireiterTaskFailedError` when ``info`` is a failed task."""
     if info.kind is StatusKind.FAILURE:

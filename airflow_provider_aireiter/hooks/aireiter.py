@@ -1,4 +1,10 @@
-"""HOOKDOC"""
+"""``AireiterHook``: the ``aireiter`` connection and every HTTP call to AIReiter, retries included.
+
+Sections, in order: the connection (what its fields mean, read in one place); callback URLs and
+their per-task tokens; storing outputs (streamed under a temporary name, moved into place when
+complete, with the record that lets the media view serve it); the messages of the connection form's
+Test button; the hook itself. Behind it, :mod:`.transport` holds the HTTP and the reading of answers.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +60,7 @@ if TYPE_CHECKING:
     import requests
 
 
-# -------------------- from connection.py --------------------
+# -------------------------------------------------------------- the connection
 
 
 DEFAULT_BASE_URL = "https://aireiter.com"
@@ -217,7 +223,7 @@ def _retry_policy(conn_id: str, extra: dict[str, Any]) -> AireiterRetryPolicy:
     return AireiterRetryPolicy(**values)
 
 
-# -------------------- from webhook/tokens.py --------------------
+# ---------------------------------------------- callback URLs and their tokens
 #: where the plugin is mounted on Airflow's API server
 CALLBACK_MOUNT = "/aireiter"
 
@@ -259,7 +265,7 @@ def redact_query(query: bytes) -> bytes:
     return urlencode([(k, redact_token(v) if k == "token" else v) for k, v in pairs]).encode("latin-1")
 
 
-# -------------------- from hooks/downloads.py --------------------
+# ------------------------------------------------------------- storing outputs
 _EXTENSIONS = {
     "image/png": ".png",
     "image/jpeg": ".jpeg",
@@ -420,7 +426,7 @@ def _remove_quietly(path: Any) -> None:
         path.unlink()
 
 
-# -------------------- from hooks/connection_test.py --------------------
+# ------------------------------------------- the connection form's Test button
 EXAMPLE = "https://aireiter.com"
 
 
@@ -489,7 +495,7 @@ def failure_message(error: AireiterError, base_url: str, entered_host: str | Non
     return f"{base_url} did not answer like AIReiter ({error.message}): set Base URL to the service root."
 
 
-# -------------------- from hooks/aireiter.py --------------------
+# -------------------------------------------------------------------- the hook
 T = TypeVar("T")
 
 

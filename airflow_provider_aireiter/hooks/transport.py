@@ -1,4 +1,17 @@
-"""TRANSPORTDOC"""
+"""What lies behind the hook: HTTP on both paths, and reading the service's answers.
+
+* **Transport failures** (``requests`` on the worker, aiohttp in the triggerer) are read as one
+  :class:`TransportFailure` (what happened, and whether the request may have reached the service) and
+  become the same provider error on both paths.
+* **Answers**: :data:`ERROR_TABLE` is the one table from (HTTP status, body code, documented message)
+  to error class; :func:`read_answer` applies it, :func:`parse_submit` and :func:`parse_query` read
+  the data. Quirks handled (reference §0-§4): business errors inside HTTP 200; HTML pages for unknown
+  routes; a meaningless ``ok``; an empty ``task_id``; ``gpt_image_2_official``'s list envelope.
+* **The triggers' HTTP**: one aiohttp session per event loop (:class:`LoopTransport`), at most
+  :data:`MAX_IN_FLIGHT` requests at once, proxies from the environment as ``requests`` reads them,
+  certificates checked as on the worker, answers read up to a limit. aiohttp is imported by the first
+  async request only: a DAG parse never pays for it.
+"""
 
 from __future__ import annotations
 

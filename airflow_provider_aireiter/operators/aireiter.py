@@ -1,4 +1,15 @@
-"""OPDOC"""
+"""Generation operators: a generic one for any AIReiter model and one per documented model.
+
+Each operator submits one task (or reattaches to it after a retry), waits on the worker or deferred
+in the triggerer (:class:`AireiterWaitMixin`, shared with the sensor), downloads the outputs to
+``output_path`` (:func:`finish`) and returns a small plain-JSON dict.
+
+The model operators are driven by one table each (:class:`ModelArg`): the operator argument, the
+param it is sent as, and how a rendered template string becomes a value. Every argument in the table
+is a template field; values are validated at parse time where they are literals (also in
+``.partial()``) and again after rendering. The run-time parts (the hook, the trigger) are imported
+inside the methods that use them: a DAG file importing this module does not pay for them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""PLUGDOC"""
+"""``AireiterWebhookPlugin``: mounts the AIReiter callback receiver on Airflow's API server.
+
+Airflow 3's API server mounts every plugin's ``fastapi_apps`` entry with ``app.mount(url_prefix, app)``
+next to its own ``/api/v2`` and ``/ui`` apps. Airflow's authentication is a dependency of its own
+routes, not a middleware, so a mounted plugin app is reachable without an Airflow token: exactly what
+AIReiter needs, as it cannot authenticate to Airflow. The receiver checks the per-task HMAC token in
+the URL instead. Only ``POST /aireiter/callback/{conn_id}/{out_task_id}`` exists under the mount.
+
+Plugins are imported by every Airflow process (workers too), so this module stays light: the FastAPI
+apps (this one's and the media view's) are built on the first request the API server routes to them
+(:class:`LazyAsgiApp`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +25,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 
-# -------------------- from plugins/lazy_app.py --------------------
+# ------------------------------------------- apps built on their first request
 class LazyAsgiApp:
     """Builds ``module:factory()`` on the first call and hands every request to what it returned."""
 
@@ -32,7 +43,7 @@ class LazyAsgiApp:
         await self.build()(scope, receive, send)
 
 
-# -------------------- from plugins/webhook.py --------------------
+# ------------------------------------------------------------------ the plugin
 class LazyWebhookApp(LazyAsgiApp):
     """The callback receiver (:func:`create_callback_app`), built on its first request."""
 

@@ -1,4 +1,43 @@
-"""RECVDOC"""
+"""The API server's side of completion callbacks: ``POST /aireiter/callback/{conn_id}/{out_task_id}?token=...``.
+
+Mounted by :class:`~airflow_provider_aireiter.plugins.webhook.AireiterWebhookPlugin` on Airflow's API
+server. AIReiter cannot authenticate to Airflow, so the route needs no Airflow token; the per-task
+HMAC token in the URL is the authentication. A callback's body, signature and retry policy are
+undocumented, so a callback is only a wake-up signal: a valid one resumes the deferred task, which
+then asks the query endpoint for the truth. The body is checked to be JSON (or empty) and otherwise
+ignored; it is never logged.
+
+Checks, cheapest first, none with side effects until all have passed:
+
+==========================================  ======
+declared ``Content-Length`` over the limit   413
+no ``token``                                 401
+bad ids, unknown connection, no secret,      403
+a secret under 16 characters, wrong token
+(or another task's token)
+body actually read over the limit            413
+body not received within 10 s                408
+non-empty body that is not JSON              400
+secrets backend or database unavailable      503
+==========================================  ======
+
+Then ``202 {"accepted": true, "woken": n}``; ``n`` is 0 when nothing could be woken at once: the task
+has not deferred yet, its deferral has not settled, nobody waits (an unknown task, a duplicate
+delivery, a task already finished), or the same task was woken less than ``min_wake_interval`` ago.
+Except in the last case the answer then says ``"pending": true``: the callback is kept and tried
+again (:class:`PendingWakes`), so a callback that came early still wakes its task within a second of
+its deferral settling. Blocking work (connection lookup, database) runs in a small dedicated thread
+pool so a flood cannot starve the API server's own threads.
+
+**The wake is the one part of the provider that uses Airflow internals** (the metadata-database
+models ``Trigger`` and ``TaskInstance``, ``Trigger.submit_event`` and a row-lock helper): Airflow 3
+has no public API to resume a deferred task from an external HTTP call; its own Human-in-the-loop
+endpoint does the same the same way. For every ``AireiterTaskTrigger`` row of the callback's
+connection whose ``out_task_id`` matches and whose task instance is ``DEFERRED``, it submits
+``{"status": "callback", "wait": <the trigger's WaitState>}`` exactly as the triggerer would, once
+the deferral has settled. Trigger kwargs are stored encrypted, so only the deferred AIReiter rows are
+decrypted, and what each waits for is remembered by trigger id and creation time.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +80,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 
-# -------------------- from webhook/receiver.py --------------------
+# ----------------------------------------------------------- the HTTP endpoint
 log = logging.getLogger(__name__)
 
 
@@ -337,7 +376,7 @@ def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:
     return app
 
 
-# -------------------- from webhook/pending.py --------------------
+# ------------------------------- callbacks kept until they can wake their task
 log = logging.getLogger(__name__)
 
 
@@ -484,7 +523,7 @@ class PendingWakes:
                 self.on_woken(key)
 
 
-# -------------------- from webhook/wake.py --------------------
+# -------------------------- waking deferred task instances (Airflow internals)
 log = logging.getLogger(__name__)
 
 
