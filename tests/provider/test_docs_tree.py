@@ -58,3 +58,7 @@ def test_the_docs_and_readme_name_only_public_modules() -> None:
     for name, text in texts.items():
         for module in re.findall(r"airflow_provider_aireiter(?:\.[a-z_0-9]+)+", text):
             assert module in PUBLIC_MODULES, f"{name} names {module}"
+
+
+def test_readme_is_a_front_page() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
