@@ -6,6 +6,7 @@ output URL is templated into the video task's ``image_url``.
 
 from __future__ import annotations
 
+# [START howto_operator_veo3_1_image_to_video]
 import os
 from datetime import datetime
 
@@ -44,3 +45,4 @@ with DAG(
 
     # A template that pulls XCom does not order tasks by itself: say it.
     first_frame >> animate
+# [END howto_operator_veo3_1_image_to_video]

@@ -7,6 +7,7 @@ pays for another.
 
 from __future__ import annotations
 
+# [START howto_operator_generate_mapped]
 import os
 from datetime import datetime
 from typing import Any
@@ -49,3 +50,4 @@ with DAG(
 
     # Airflow passes the list of mapped results at run time.
     collect(generated.output)  # type: ignore[arg-type]
+# [END howto_operator_generate_mapped]

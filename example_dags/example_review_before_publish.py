@@ -9,6 +9,7 @@ made; in the last round the choice is "Approve" or "Reject" (nothing is publishe
 
 from __future__ import annotations
 
+# [START howto_review_before_publish]
 import os
 from datetime import datetime
 from typing import Any
@@ -119,3 +120,4 @@ with DAG(
         raise RuntimeError("publish ran without an approved round")
 
     routes >> publish()
+# [END howto_review_before_publish]

@@ -5,6 +5,7 @@ A video takes minutes; ``deferrable=True`` frees the worker slot while AIReiter 
 
 from __future__ import annotations
 
+# [START howto_operator_seedance_1_5_pro_deferrable]
 import os
 from datetime import datetime, timedelta
 
@@ -32,3 +33,4 @@ with DAG(
         timeout=timedelta(minutes=30),
         output_path=f"file://{MEDIA_ROOT}/videos/{{{{ dag_run.run_after | ds }}}}/",
     )
+# [END howto_operator_seedance_1_5_pro_deferrable]

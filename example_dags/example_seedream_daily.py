@@ -7,6 +7,7 @@ works as ``output_path``, e.g. ``s3://my-bucket/postcards/{{ ds }}/`` with the A
 
 from __future__ import annotations
 
+# [START howto_operator_seedream_v5_lite]
 import os
 from datetime import datetime
 
@@ -37,3 +38,4 @@ with DAG(
         output_path=f"file://{MEDIA_ROOT}/postcards/{{{{ ds }}}}/",
         outlets=[DAILY_POSTCARDS],
     )
+# [END howto_operator_seedream_v5_lite]

@@ -7,6 +7,7 @@ polls at ``poke_interval``.
 
 from __future__ import annotations
 
+# [START howto_sensor_aireiter_task]
 import os
 from datetime import datetime
 
@@ -44,3 +45,4 @@ with DAG(
     )
 
     submit >> wait
+# [END howto_sensor_aireiter_task]

@@ -1,4 +1,6 @@
-"""docs/deployment.md and docs/Dockerfile: what they tell an Airflow operator to run, run here.
+"""The deployment guide and docs/Dockerfile: what they tell an Airflow operator to run, run here.
+
+The guide is the "Deploying" part of the docs page docs/deferral-and-callbacks.md.
 
 The Dockerfile's ``pip install`` line is resolved, without Docker, into an empty virtualenv, with this
 checkout's wheel standing in for the released one: it must resolve to exactly the image's Airflow and
@@ -19,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docs" / "Dockerfile"
-GUIDE = ROOT / "docs" / "deployment.md"
+GUIDE = ROOT / "docs" / "deferral-and-callbacks.md"
 
 
 def _pip_line() -> tuple[str, list[str]]:
