@@ -120,7 +120,7 @@ def classify_status(status: str) -> StatusKind:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class SubmitResult(_Model):
@@ -247,7 +247,7 @@ def _fail(message: str) -> Any:
 class ModelParams(BaseModel):
     """Base of the per-model parameter rules: unknown keys pass through unchanged."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 class SeedreamV5LiteParams(ModelParams):

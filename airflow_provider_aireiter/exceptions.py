@@ -13,9 +13,12 @@ is decided by parsing message text.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_aireiter.compat import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_aireiter.api_types import TaskInfo
 
 
 class ErrorReason(str, Enum):
@@ -251,3 +254,38 @@ def error_from_event(
     except ValueError:
         by_reason = AireiterError
     return by_reason(message, out_task_id=out_task_id)
+
+
+# -------------------------------------------------- errors a wait ends with
+
+
+def raise_if_failed(info: TaskInfo) -> None:
+    """Raise :class:`AireiterTaskFailedError` when ``info`` is a failed task."""
+    if info.kind.value == "failure":
+        reason = info.error or "no error text given"
+        raise AireiterTaskFailedError(
+            f"AIReiter task {info.out_task_id!r} ended with status {info.status!r}: {reason}. "
+            "Check the prompt and params (content review rejects some prompts); clearing the task "
+            "submits a new attempt.",
+            out_task_id=info.out_task_id,
+            task_id=info.task_id,
+            remote_error=info.error,
+        )
+
+
+def timeout_error(
+    out_task_id: str, waited: float | None, info: TaskInfo | None, *, last_error: str | None = None
+) -> AireiterTimeoutError:
+    """The error for a wait that ran out of time; it names the id to resume with.
+
+    :param last_error: when the service was not answering as the deadline passed, what the last query met.
+    """
+    last = info.status if info is not None else "not yet visible"
+    after = f" after {waited:.0f}s" if waited is not None else ""
+    failing = f"; the service was not answering at the deadline: {last_error}" if last_error else ""
+    return AireiterTimeoutError(
+        f"Gave up waiting for AIReiter task {out_task_id!r}{after} (last status: {last}{failing}). "
+        f"The remote task may still finish: resume with AireiterTaskSensor(out_task_id={out_task_id!r}) "
+        "or clear this task (it reattaches instead of paying again).",
+        out_task_id=out_task_id,
+    )

@@ -36,6 +36,8 @@ from airflow_provider_aireiter.exceptions import (
     AireiterSubmitOutcomeUnknownError,
     AireiterTaskNotFoundError,
     AireiterTransientError,
+    raise_if_failed,
+    timeout_error,
 )
 from airflow_provider_aireiter.get_provider_info import CONN_TYPE, DEFAULT_CONN_ID
 from airflow_provider_aireiter.hooks.transport import (
@@ -54,7 +56,7 @@ from airflow_provider_aireiter.hooks.transport import (
     preview,
     read_answer,
 )
-from airflow_provider_aireiter.retry import AireiterRetryPolicy, StatusWatcher, raise_if_failed, timeout_error
+from airflow_provider_aireiter.retry import AireiterRetryPolicy, StatusWatcher
 
 if TYPE_CHECKING:
     import requests

@@ -40,9 +40,10 @@ from airflow_provider_aireiter.exceptions import (
     AireiterResponseError,
     AireiterTaskFailedError,
     error_from_event,
+    raise_if_failed,
+    timeout_error,
 )
 from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID
-from airflow_provider_aireiter.retry import raise_if_failed, timeout_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -689,7 +690,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
             )
         # This try's own id already failed (a manual re-run of a failed task).
         assert last is not None
-        from airflow_provider_aireiter.retry import raise_if_failed
+        from airflow_provider_aireiter.exceptions import raise_if_failed
 
         raise_if_failed(last)
         raise AssertionError("unreachable: the last attempt failed")  # pragma: no cover

@@ -116,9 +116,9 @@ class AireiterTaskTrigger(BaseTrigger):
     Its deadline is absolute wall-clock time, so a restart does not restart the clock. The keyword
     arguments are the fields of :class:`WaitState`.
 
-    Polls are spread: the first comes within half an interval either side of ``first_poll_at`` (never
-    before the deferral), the next ones every ``poll_interval`` give or take a tenth, so waits deferred
-    together do not query the paid service together.
+    Polls are spread: the first comes within one interval after ``first_poll_at``, the next ones
+    every ``poll_interval`` give or take a tenth, so waits deferred together do not query the paid
+    service together.
 
     A failed query does not end the wait: it is asked again, backing off up to ``poll_interval``,
     until the service answers or the deadline passes (then a ``timeout`` event, as if the task were
@@ -175,9 +175,8 @@ class AireiterTaskTrigger(BaseTrigger):
         watcher = StatusWatcher(self.log, wait.out_task_id, time.time())
         info = None
         now = time.time()
-        if wait.first_poll_at > now:
-            spread = random.uniform(-0.5, 0.5) * min(wait.step, wait.first_poll_at - now)
-            await self._sleep(wait.first_poll_at + spread - now)
+        if wait.first_poll_at > now:  # spread over the interval after it, never earlier
+            await self._sleep(wait.first_poll_at + random.uniform(0.0, wait.step) - now)
         while True:
             try:
                 info = await hook.afind_task(

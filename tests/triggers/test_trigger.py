@@ -309,7 +309,7 @@ def test_a_trigger_polls_every_interval_give_or_take_a_tenth(
 
 def test_waits_deferred_together_spread_their_first_polls_over_one_interval(scripted: ScriptedServer) -> None:
     """60 waits deferred in the same instant (a mapped task): their first polls are spread over the whole
-    interval around ``first_poll_at``, none before the deferral, never one burst to the paid service."""
+    interval after ``first_poll_at``, none before it, never one burst to the paid service."""
     now, interval = 5000.0, 10.0
     first_poll_at = time.time() + interval
     seen = []
@@ -319,8 +319,8 @@ def test_waits_deferred_together_spread_their_first_polls_over_one_interval(scri
         )
         assert queries == 0  # nothing is sent before the first poll is due
         seen.append(when - now)
-    assert all(0.5 * interval - 0.5 <= s <= 1.5 * interval + 0.5 for s in seen)  # around first_poll_at
-    per_second = [sum(1 for s in seen if k <= s - 0.5 * interval < k + 1) for k in range(int(interval))]
+    assert all(interval - 0.5 <= s <= 2 * interval + 0.5 for s in seen)  # within one interval after first_poll_at
+    per_second = [sum(1 for s in seen if k <= s - interval < k + 1) for k in range(int(interval))]
     assert max(seen) - min(seen) >= 0.7 * interval  # spread over the interval...
     assert max(per_second) <= 20  # ... not bunched: a third of them at most in any one second of it
 
