@@ -4,8 +4,8 @@ Every request is retried by tenacity, and only here: the hook's sync calls, subm
 answers are re-checked before anything is sent again) and downloads through
 :meth:`AireiterRetryPolicy.retrying`; a trigger's single calls through :meth:`AireiterRetryPolicy.acall`.
 
-The queries of a *wait* (the sync wait, the trigger) are retried by :meth:`AireiterRetryPolicy.call_in_wait`
-(async: :meth:`AireiterRetryPolicy.acall` with a poll interval): their budget is time, not tries. A
+The queries of a *wait* (the sync wait, the trigger) are retried by :class:`WaitQueries`, set up once
+per wait: their budget is time, not tries. A
 failed query is asked again after a backoff capped by the wait's poll interval, until an answer
 comes, the wait's deadline passes, or (only when the caller sets ``give_up_after``) the service has
 not answered for that long. So an outage shorter than the wait does not end the wait. What a wait
@@ -190,56 +190,64 @@ class AireiterRetryPolicy:
         }
         return options, outage
 
-    def call_in_wait(
+    def wait_queries(
+        self, *, what: str, log: Any, stop_at: float, poll_interval: float, give_up_after: float | None = None
+    ) -> WaitQueries:
+        """The retrying of one wait's queries (see the module docstring), set up once for the whole wait."""
+        return WaitQueries(
+            self, what=what, log=log, stop_at=stop_at, poll_interval=poll_interval, give_up_after=give_up_after
+        )
+
+    async def acall(self, call: Callable[[], Awaitable[T]], *, what: str, log: Any, stop_at: float | None = None) -> T:
+        """``await call()``, retried if it fails retryably: the policy's tries, none started after ``stop_at``."""
+        async for attempt in self.async_retrying(what=what, log=log, stop_at=stop_at):
+            with attempt:
+                return await call()
+        raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
+
+
+class WaitQueries:
+    """The queries of one wait: each retried until it answers, ``stop_at`` (epoch seconds) passes, or,
+    when set, ``give_up_after`` seconds go by without an answer; then the last error is raised. Pauses
+    back off up to ``poll_interval``. One tenacity object serves every query of the wait."""
+
+    def __init__(
         self,
-        call: Callable[[], T],
+        policy: AireiterRetryPolicy,
         *,
         what: str,
         log: Any,
         stop_at: float,
         poll_interval: float,
-        give_up_after: float | None = None,
-    ) -> T:
-        """``call()`` as one query of a wait (see the module docstring): retried until it answers,
-        ``stop_at`` (epoch seconds) passes, or, when set, ``give_up_after`` seconds go by without an
-        answer; then the last error is raised. Pauses back off up to ``poll_interval``."""
+        give_up_after: float | None,
+    ) -> None:
+        self._options, self.outage = policy._wait_options(what, log, stop_at, poll_interval, give_up_after)
+        self._retrying: Any = None
+        self._async_retrying: Any = None
+
+    def call(self, call: Callable[[], T]) -> T:
+        """``call()`` as one query of the wait."""
         import tenacity
 
-        options, outage = self._wait_options(what, log, stop_at, poll_interval, give_up_after)
-        for attempt in tenacity.Retrying(**options):
+        if self._retrying is None:
+            self._retrying = tenacity.Retrying(**self._options)
+        for attempt in self._retrying:
             with attempt:
                 result = call()
-                outage.answered()
+                self.outage.answered()
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
-    async def acall(
-        self,
-        call: Callable[[], Awaitable[T]],
-        *,
-        what: str,
-        log: Any,
-        stop_at: float | None = None,
-        poll_interval: float | None = None,
-        give_up_after: float | None = None,
-    ) -> T:
-        """``await call()``, retried if it fails retryably: as one query of a wait (as
-        :meth:`call_in_wait`) when ``poll_interval`` and ``stop_at`` are given, else as a single call
-        (:meth:`async_retrying`: the policy's tries, none started after ``stop_at``)."""
+    async def acall(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()`` as one query of the wait."""
         import tenacity
 
-        outage: OutageLog | None = None
-        retrying: tenacity.AsyncRetrying
-        if poll_interval is not None and stop_at is not None:
-            options, outage = self._wait_options(what, log, stop_at, poll_interval, give_up_after)
-            retrying = tenacity.AsyncRetrying(**options)
-        else:
-            retrying = self.async_retrying(what=what, log=log, stop_at=stop_at)
-        async for attempt in retrying:
+        if self._async_retrying is None:
+            self._async_retrying = tenacity.AsyncRetrying(**self._options)
+        async for attempt in self._async_retrying:
             with attempt:
                 result = await call()
-                if outage is not None:
-                    outage.answered()
+                self.outage.answered()
                 return result
         raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover
 
@@ -248,7 +256,7 @@ class OutageLog:
     """What a wait logs while its queries fail: the first failure, then at most one warning a minute
     with how long the service has not answered; and one line when it answers again.
 
-    Used by the tenacity loop of a wait's query (:meth:`AireiterRetryPolicy.call_in_wait`) and by
+    Used by the tenacity loop of a wait's query (:class:`WaitQueries`) and by
     the sensor between its pokes (there Airflow's own poke loop does the asking again).
     """
 

@@ -56,7 +56,7 @@ from airflow_provider_aireiter.hooks.transport import (
     preview,
     read_answer,
 )
-from airflow_provider_aireiter.retry import AireiterRetryPolicy, StatusWatcher
+from airflow_provider_aireiter.retry import AireiterRetryPolicy, StatusWatcher, WaitQueries
 
 if TYPE_CHECKING:
     import requests
@@ -767,7 +767,7 @@ class AireiterHook(BaseHook):
 
         A failed query (5xx, 429, a reset, a timeout, a garbled body) does not end the wait: it is
         asked again after a backoff capped by ``poll_interval`` until the service answers (see
-        :meth:`~airflow_provider_aireiter.retry.AireiterRetryPolicy.call_in_wait`). Only an error
+        :class:`~airflow_provider_aireiter.retry.WaitQueries`). Only an error
         no retry can fix, the deadline, or the optional budgets below end it.
 
         :param timeout: seconds to wait from now (ignored when ``deadline`` is given).
@@ -792,20 +792,13 @@ class AireiterHook(BaseHook):
             except AireiterTaskNotFoundError:
                 return None
 
+        queries = self.retry_policy.wait_queries(
+            what=what, log=self.log, stop_at=deadline, poll_interval=poll_interval, give_up_after=give_up_after
+        )
+
         while True:
             try:
-                info = (
-                    known
-                    if known is not None
-                    else self.retry_policy.call_in_wait(
-                        find_once,
-                        what=what,
-                        log=self.log,
-                        stop_at=deadline,
-                        poll_interval=poll_interval,
-                        give_up_after=give_up_after,
-                    )
-                )
+                info = known if known is not None else queries.call(find_once)
             except AireiterError as error:
                 if error.retryable and time.time() >= deadline:
                     raise timeout_error(out_task_id, time.time() - started, info, last_error=error.message) from None
@@ -885,15 +878,27 @@ class AireiterHook(BaseHook):
         stop_at: float | None = None,
         poll_interval: float | None = None,
         give_up_after: float | None = None,
+        queries: WaitQueries | None = None,
     ) -> TaskInfo | None:
-        """Async :meth:`find_task`. With ``poll_interval`` (and ``stop_at``) it is one query of a wait:
-        retried until an answer, ``stop_at`` or ``give_up_after`` seconds without one (see
-        :meth:`~airflow_provider_aireiter.retry.AireiterRetryPolicy.call_in_wait`)."""
-        return await self._aquery(
-            out_task_id,
-            None,
+        """Async :meth:`find_task`. As one query of a wait (``queries``, from :meth:`await_queries`, or
+        ``poll_interval`` and ``stop_at``): retried until an answer, ``stop_at``, or ``give_up_after``
+        seconds without one (see :class:`~airflow_provider_aireiter.retry.WaitQueries`)."""
+        if queries is None and poll_interval is not None and stop_at is not None:
+            queries = await self.await_queries(
+                out_task_id, stop_at=stop_at, poll_interval=poll_interval, give_up_after=give_up_after
+            )
+        return await self._aquery(out_task_id, None, stop_at=stop_at, missing_ok=True, queries=queries)
+
+    async def await_queries(
+        self, out_task_id: str, *, stop_at: float, poll_interval: float, give_up_after: float | None = None
+    ) -> WaitQueries:
+        """The retrying of a wait's queries for ``out_task_id``, set up once for the whole wait."""
+        settings = await self.aget_settings()
+        policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
+        return policy.wait_queries(
+            what=f"the query of {out_task_id!r}",
+            log=self.log,
             stop_at=stop_at,
-            missing_ok=True,
             poll_interval=poll_interval,
             give_up_after=give_up_after,
         )
@@ -905,14 +910,11 @@ class AireiterHook(BaseHook):
         *,
         stop_at: float | None,
         missing_ok: bool,
-        poll_interval: float | None = None,
-        give_up_after: float | None = None,
+        queries: WaitQueries | None = None,
     ) -> TaskInfo | None:
-        # A trigger's poll: kept to one coroutine per layer, it runs thousands of times a minute.
         data = json.dumps(_query_body(out_task_id, task_id)).encode()
         what = f"the query of {out_task_id or task_id!r}"
         settings = await self.aget_settings()
-        policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
 
         async def once() -> TaskInfo | None:
             try:
@@ -923,9 +925,10 @@ class AireiterHook(BaseHook):
                     return None
                 raise
 
-        return await policy.acall(
-            once, what=what, log=self.log, stop_at=stop_at, poll_interval=poll_interval, give_up_after=give_up_after
-        )
+        if queries is not None:
+            return await queries.acall(once)
+        policy = self._retry_policy if self._retry_policy is not None else settings.retry_policy
+        return await policy.acall(once, what=what, log=self.log, stop_at=stop_at)
 
     async def _apost_once(
         self,

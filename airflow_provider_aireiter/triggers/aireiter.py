@@ -174,14 +174,17 @@ class AireiterTaskTrigger(BaseTrigger):
         hook = AireiterHook(wait.aireiter_conn_id)
         watcher = StatusWatcher(self.log, wait.out_task_id, time.time())
         info = None
+        queries = None
         now = time.time()
         if wait.first_poll_at > now:  # spread over the interval after it, never earlier
             await self._sleep(wait.first_poll_at + random.uniform(0.0, wait.step) - now)
         while True:
             try:
-                info = await hook.afind_task(
-                    wait.out_task_id, stop_at=wait.deadline, poll_interval=wait.step, give_up_after=wait.max_outage
-                )
+                if queries is None:  # set up once: every poll of this wait is retried by the same tenacity loop
+                    queries = await hook.await_queries(
+                        wait.out_task_id, stop_at=wait.deadline, poll_interval=wait.step, give_up_after=wait.max_outage
+                    )
+                info = await hook.afind_task(wait.out_task_id, queries=queries)
                 watcher.observe(info, not_found_grace=wait.not_found_grace)
             except AireiterError as error:
                 if error.retryable and time.time() >= wait.deadline:
