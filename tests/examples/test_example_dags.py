@@ -16,7 +16,7 @@ import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import DAGS_FOLDER, load_dag_file
-from tests.operators.dagtest_helpers import is_mp4, png_size
+from tests.operators.dagtest_helpers import is_mp4, png_size, submit_bodies
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("example_*.py"))
@@ -100,7 +100,7 @@ def test_seedream_daily(aireiter_connection: Emulator, tmp_path: Path) -> None:
     assert state == "success"
     (output,) = results["daily_postcard"]["outputs"]
     assert "/postcards/" in output["path"] and png_size(output["path"]) == (2048, 1152)
-    (body,) = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
+    (body,) = submit_bodies(aireiter_connection)
     assert body["params"]["prompt"].endswith("soft pastel colours") and "{{" not in body["params"]["prompt"]
 
 
@@ -119,7 +119,7 @@ def test_image_to_video_uses_the_image_url_as_first_frame(aireiter_connection: E
     state, results = run_example("example_image_to_video", tmp_path)
     assert state == "success"
     image_url = results["first_frame"]["outputs"][0]["url"]
-    submits = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
+    submits = submit_bodies(aireiter_connection)
     assert [b["model"] for b in submits] == ["seedream_v5_lite", "veo3_1_plus"]
     assert submits[1]["params"]["image_url"] == image_url
     assert png_size(results["first_frame"]["outputs"][0]["path"]) == (2048, 1152)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
+from tests.conftest import use_connection
 from tests.operators.dagtest_helpers import run_dag, submit_bodies
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -24,17 +24,12 @@ def _queries(emu: Emulator) -> int:
 
 
 def _submits(emu: Emulator) -> int:
-    return sum(1 for r in emu.requests() if r["path"].endswith("/submit"))
-
-
-def _use_connection(monkeypatch: pytest.MonkeyPatch, emu: Emulator, api_key: str | None = None, **extra: Any) -> None:
-    """``aireiter_default`` pointing at ``emu``, with these connection extras."""
-    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(emu.base_url, api_key or emu.api_key, **extra))
+    return len(submit_bodies(emu))
 
 
 def _single_shot(monkeypatch: pytest.MonkeyPatch, emu: Emulator, api_key: str | None = None) -> None:
     """One HTTP try per call, so what is counted is Airflow's tries of the task."""
-    _use_connection(monkeypatch, emu, api_key, max_attempts=1)
+    use_connection(monkeypatch, emu, api_key, max_attempts=1)
 
 
 #: Callback settings on the connection; nothing listens at the address.
@@ -121,7 +116,7 @@ def test_a_worker_side_wait_polls_at_poll_interval_even_with_callbacks(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Nothing can wake a worker: with callback settings, a sync wait still polls every poll_interval."""
-    _use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
+    use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
     body = 'SeedreamV5LiteOperator(task_id="image", prompt="x", poll_interval=0.2, callback_poll_interval=60)'
     state, _ = run_dag("sync_with_callbacks", body, tmp_path)
     assert state == "success"
@@ -280,7 +275,7 @@ def test_a_deferred_sensor_stretches_its_interval_only_when_told_a_callback_come
     without a callback URL (elsewhere), and then the 60 s fallback would be the only poll."""
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 
-    _use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
+    use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
     AireiterHook().submit("seedream_v5_lite", {"prompt": "x"}, "watched")  # no callback URL
 
     def complete_2_s_after_the_first_poke() -> None:
