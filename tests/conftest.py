@@ -40,6 +40,11 @@ def conn_json(base_url: str, api_key: str = API_KEY, **extra: object) -> str:
     return json.dumps({"conn_type": "aireiter", "host": base_url, "password": api_key, "extra": extra})
 
 
+def use_connection(monkeypatch: pytest.MonkeyPatch, emu: Any, api_key: str | None = None, **extra: object) -> None:
+    """``aireiter_default`` pointing at the emulator ``emu`` (its API key unless ``api_key``), with these extras."""
+    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(emu.base_url, api_key or emu.api_key, **extra))
+
+
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedServer]:
     """A scripted server, with ``aireiter_default`` pointing at it."""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from tests.e2e.deployment import wait_for
+
+__all__ = ["chromium", "chromium_paths", "screenshot", "wait_for"]
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
-T = TypeVar("T")
 
 
 def chromium_paths() -> tuple[str, str] | None:
@@ -53,22 +55,6 @@ def chromium() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.25) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            value = probe()
-        except Exception as exc:  # the page may be mid-navigation; keep polling
-            value, last = None, exc
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
-        time.sleep(interval)
 
 
 def screenshot(driver: Any, name: str) -> Path:

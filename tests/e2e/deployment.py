@@ -33,10 +33,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import requests
 
@@ -94,6 +95,54 @@ def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment less what would configure Airflow or pytest in a child process."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES_DROPPED)}
+
+
+def direct_session() -> requests.Session:
+    """An HTTP session that never goes through a proxy: all traffic here is loopback."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def epoch(stamp: str | None) -> float:
+    """Epoch seconds of an ISO 8601 time as the REST API and the emulator write it (``Z`` or an offset)."""
+    assert stamp, "no timestamp"
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 90.0,
+    interval: float = 0.25,
+    *,
+    tolerate: tuple[type[BaseException], ...] = (Exception,),
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds.
+
+    An exception of ``tolerate`` raised by the probe counts as "not yet" (a page mid-navigation);
+    ``tolerate=()`` lets every exception through at once.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = probe()
+        except tolerate as exc:
+            value, last = None, exc
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
+        time.sleep(interval)
+
+
 # ------------------------------------------------------------------------------ processes
 
 
@@ -149,6 +198,50 @@ class Topology:
         count = {"scheduler": self.schedulers, "triggerer": self.triggerers, "api-server": self.api_servers,
                  "celery-worker": self.celery_workers, "dag-processor": 1}[kind]  # fmt: skip
         return [kind] if count == 1 else [f"{kind}-{n}" for n in range(1, count + 1)]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An AIReiter connection of a test deployment to the module's emulator (``AIRFLOW_CONN_<ID>``).
+
+    :param callbacks_to: the index of the api-server the completion callbacks are addressed to
+        (``callback_base_url``); ``None`` for a polling-only connection.
+    :param extra: further connection extras (``callback_secret``, ``timeout``, ...).
+    """
+
+    callbacks_to: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What an e2e test module states about its deployment, as ``SETUP = Setup(...)`` at module level.
+
+    tests/e2e/conftest.py builds the rest: the module-scoped ``emulator`` (the AIReiter emulator at
+    real speed on a free port), ``media`` (a fresh folder, ``AIREITER_MEDIA_ROOT``) and ``deployment``
+    (these DAG files in a fresh DAGs folder, the connections as environment variables).
+
+    :param name: a prefix of the temporary folders.
+    :param dag_files: the DAG files copied into the DAGs folder.
+    :param connections: by connection id.
+    :param emulator: keyword arguments of the ``Emulator`` (durations, credits, duplicate_policy, ...).
+    :param serve_media: whether the media view serves ``media`` (``[aireiter] media_roots``).
+    :param env: further environment of the Airflow processes.
+    :param options: further keyword arguments of :class:`AirflowDeployment` (topology, startup_timeout).
+    """
+
+    name: str
+    dag_files: Sequence[Path]
+    connections: Mapping[str, Connection]
+    emulator: Mapping[str, Any] = field(default_factory=dict)
+    serve_media: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_servers(self) -> int:
+        topology = self.options.get("topology") or Topology()
+        return int(topology.api_servers)
 
 
 #: The component a process belongs to, in its environment (``component_hostname`` reads it).
@@ -318,8 +411,7 @@ class AirflowDeployment:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._pg: PostgresCluster | None = None
         self._log_files: list[IO[bytes]] = []
-        self._session = requests.Session()
-        self._session.trust_env = False  # loopback traffic never goes through a proxy
+        self._session = direct_session()
         self._token: str | None = None
         self._running = False
         self._failed = os.environ.get("AIREITER_E2E_KEEP", "") not in ("", "0", "false")
@@ -362,7 +454,7 @@ class AirflowDeployment:
         try:
             self.logs_dir.mkdir(parents=True)
             (self.airflow_home / "plugins").mkdir(parents=True)
-            clean_env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES_DROPPED)}
+            clean_env = clean_environ()
             self._pg = PostgresCluster(clean_env)
             self._pg.start()
             self.api_port = self.api_port or free_port()
@@ -631,8 +723,13 @@ class AirflowDeployment:
         """The password Airflow's simple auth manager generated for ``user`` (deployments without all-admins)."""
         return str(json.loads(self.passwords_file.read_text())[user])
 
-    def login_token(self, username: str, password: str) -> str:
-        """A JWT for ``username`` from ``POST /auth/token``, as the UI's login form gets it."""
+    def login_token(self, username: str, password: str | None = None) -> str:
+        """A JWT for ``username`` from ``POST /auth/token``, as the UI's login form gets it.
+
+        ``password`` defaults to the one Airflow generated for ``username`` (:meth:`password`).
+        """
+        if password is None:
+            password = self.password(username)
         answer = self._session.post(
             f"{self.api_url}/auth/token", json={"username": username, "password": password}, timeout=30
         )
@@ -642,7 +739,7 @@ class AirflowDeployment:
 
     def _fetch_token(self) -> str:
         if self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True").lower() == "false":
-            return self.login_token("admin", self.password("admin"))
+            return self.login_token("admin")
         answer = self._session.get(f"{self.api_url}/auth/token", timeout=30)
         if answer.status_code not in (200, 201):
             raise DeploymentError(f"no API token: HTTP {answer.status_code} {answer.text[:500]}")
@@ -738,6 +835,24 @@ class AirflowDeployment:
         data = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
         return list(data.get("task_instances", []))
 
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        """One task instance of a run, as :meth:`task_instances` lists it."""
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["task_id"] == task_id and ti.get("map_index", -1) == map_index:
+                return ti
+        raise DeploymentError(f"no task instance {task_id}[{map_index}] in {dag_id}/{run_id}")
+
+    def states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """Every task instance's state, by ``task_id`` (``task_id[map_index]`` for mapped ones)."""
+        return {ti_key(ti): ti.get("state") for ti in self.task_instances(dag_id, run_id)}
+
+    def results(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """Every task instance's return value (XCom), keyed as in :meth:`states`."""
+        return {
+            ti_key(ti): self.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+            for ti in self.task_instances(dag_id, run_id)
+        }
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
         """One try's task log as text lines (read through the API, as a user reads it)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
@@ -762,8 +877,7 @@ class AirflowDeployment:
             return f"(could not list task instances: {exc})"
         parts = []
         for ti in tis:
-            name = ti["task_id"] + (f"[{ti['map_index']}]" if ti.get("map_index", -1) != -1 else "")
-            parts.append(f"--- {name}: {ti.get('state')} (try {ti.get('try_number')}) ---")
+            parts.append(f"--- {ti_key(ti)}: {ti.get('state')} (try {ti.get('try_number')}) ---")
             if ti.get("state"):
                 try:
                     text = self.task_log(
@@ -776,10 +890,29 @@ class AirflowDeployment:
         parts += [f"--- {c} (tail) ---\n{_indent(self.log_tail(c, 30))}" for c in watched]
         return "\n".join(parts)
 
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on the metadata database."""
+        import sqlalchemy
+
+        if self._pg is None:
+            raise DeploymentError("the deployment has no database (not started)")
+        engine = sqlalchemy.create_engine(self._pg.url("psycopg2"), poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(sqlalchemy.text(sql), params)]
+        finally:
+            engine.dispose()
+
     def _ensure_running(self) -> None:
         if not self._running:
             raise DeploymentError("the deployment is not running")
         self._check_alive()
+
+
+def ti_key(ti: Mapping[str, Any]) -> str:
+    """How a task instance is named in :meth:`AirflowDeployment.states`: ``task_id`` or ``task_id[map_index]``."""
+    map_index = ti.get("map_index", -1)
+    return str(ti["task_id"]) if map_index in (-1, None) else f"{ti['task_id']}[{map_index}]"
 
 
 #: Signature of the ``airflow_deployment_factory`` fixture (tests/e2e/conftest.py).

@@ -19,112 +19,55 @@ received by the service (which charges a second one), every callback answered 2x
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-import requests
-
 from airflow_provider_aireiter.testing.emulator import Emulator, Fault
-from tests.conftest import conn_json
-from tests.e2e.deployment import AirflowDeployment, Topology, free_port
+from tests.e2e.deployment import AirflowDeployment, Connection, Setup, Topology, direct_session, epoch, wait_for
 
 DAGS = Path(__file__).parent / "distributed_dags"
 TOPOLOGY = Topology(schedulers=2, triggerers=2, api_servers=2, celery_workers=2)
 SECRET = "distributed-e2e-callback-secret"
 LOAD_TASKS = 16  # 12 with callbacks (6 to each api-server), 4 polling only
 EVIDENCE: dict[str, Any] = {}
+CALLBACKS = {"callback_secret": SECRET, "timeout": 30}
 
-
-@pytest.fixture(scope="module")
-def emulator() -> Any:
+SETUP = Setup(
+    name="distributed",
+    dag_files=[DAGS / "distributed_dags.py"],
     # Generations run until the test completes them (at the moment each fault needs), except the quick one.
-    durations = {"*": (0.0, 36_000.0), "quick_image_model": (0.0, 3.0)}
     # create_new: a second submit of an out_task_id would create (and charge) a second task.
-    with Emulator(speed=1.0, port=0, durations=durations, duplicate_policy="create_new", credits=10**6) as emu:
-        yield emu
+    emulator={
+        "durations": {"*": (0.0, 36_000.0), "quick_image_model": (0.0, 3.0)},
+        "duplicate_policy": "create_new",
+        "credits": 10**6,
+    },
+    connections={
+        "aireiter_cb_a": Connection(callbacks_to=0, extra=CALLBACKS),
+        "aireiter_cb_b": Connection(callbacks_to=1, extra=CALLBACKS),
+        "aireiter_polling": Connection(extra={"timeout": 30}),
+    },
+    serve_media=True,
+    options={"topology": TOPOLOGY, "startup_timeout": 300.0},
+)
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("distributed-media")
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AirflowDeployment:
-    dags = tmp_path_factory.mktemp("distributed-dags")
-    shutil.copy(DAGS / "distributed_dags.py", dags / "distributed_dags.py")
-    ports = [free_port(), free_port()]
-    callbacks = {"callback_secret": SECRET, "timeout": 30}
-    env = {
-        "AIRFLOW_CONN_AIREITER_CB_A": conn_json(
-            emulator.base_url, emulator.api_key, callback_base_url=f"http://127.0.0.1:{ports[0]}", **callbacks
-        ),
-        "AIRFLOW_CONN_AIREITER_CB_B": conn_json(
-            emulator.base_url, emulator.api_key, callback_base_url=f"http://127.0.0.1:{ports[1]}", **callbacks
-        ),
-        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key, timeout=30),
-        "AIREITER_MEDIA_ROOT": str(media),
-        "AIRFLOW__AIREITER__MEDIA_ROOTS": f"file://{media}",
-    }
-    dep: AirflowDeployment = airflow_deployment_factory(
-        dags, env=env, topology=TOPOLOGY, api_ports=ports, startup_timeout=300.0
-    )
-    return dep
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
-
-
-def db(dep: AirflowDeployment, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the deployment's metadata database."""
-    import sqlalchemy
-
-    assert dep._pg is not None
-    engine = sqlalchemy.create_engine(dep._pg.url("psycopg2"), poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(sqlalchemy.text(sql), params)]
-    finally:
-        engine.dispose()
+def wait_until(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
+    """Poll ``check`` until it returns something truthy; an exception of the check fails at once."""
+    return wait_for(what, check, timeout=timeout, interval=every, tolerate=())
 
 
 def triggers_by_triggerer(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, str | None]:
     """``task[map]`` -> the hostname (component) of the triggerer holding its trigger, for deferred tasks."""
-    rows = db(
-        dep,
+    rows = dep.query(
         "SELECT ti.task_id, ti.map_index, j.hostname FROM task_instance ti JOIN trigger t ON t.id = ti.trigger_id "
         "LEFT JOIN job j ON j.id = t.triggerer_id WHERE ti.dag_id = :dag AND ti.run_id = :run AND ti.state = 'deferred'",
         dag=dag_id,
         run=run_id,
     )
     return {f"{task}[{index}]": host for task, index, host in rows}
-
-
-def states(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, str | None]:
-    return {f"{t['task_id']}[{t.get('map_index', -1)}]": t.get("state") for t in dep.task_instances(dag_id, run_id)}
-
-
-def results(dep: AirflowDeployment, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
-    found = {}
-    for ti in dep.task_instances(dag_id, run_id):
-        key = f"{ti['task_id']}[{ti.get('map_index', -1)}]"
-        found[key] = dep.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
-    return found
 
 
 def test_a_triggerer_killed_while_everything_waits(deployment: AirflowDeployment, emulator: Emulator) -> None:
@@ -159,7 +102,7 @@ def test_a_triggerer_killed_while_everything_waits(deployment: AirflowDeployment
     for body in submits(emulator):
         emulator.complete_task(body["out_task_id"])
     assert deployment.wait_for_run("distributed_load", run_id, timeout=360) == "success"
-    assert set(states(deployment, "distributed_load", run_id).values()) == {"success"}
+    assert set(deployment.states("distributed_load", run_id).values()) == {"success"}
     polling_moved = [t for t in moved_tasks if t.startswith("polling")]
     assert polling_moved, moved_tasks
     EVIDENCE["triggerer"] = {
@@ -237,8 +180,8 @@ def test_an_api_server_restarted_while_a_callback_is_pending(deployment: Airflow
     assert deployment.wait_for_run("distributed_pending", run_id, timeout=240) == "success"
     ti = deployment.api("GET", f"/api/v2/dags/distributed_pending/dagRuns/{run_id}/taskInstances/quick")
     remote = emulator.task(out_task_id) or {}
-    completed = _epoch(remote.get("completed_at"))
-    ended = _epoch(ti["end_date"])
+    completed = epoch(remote.get("completed_at"))
+    ended = epoch(ti["end_date"])
     woke = f"callback for {out_task_id} woke" in deployment.process_log("api-server-2")
     EVIDENCE["api_server"] = {
         "callback kept pending at": callback["time"],
@@ -257,13 +200,6 @@ def test_an_api_server_restarted_while_a_callback_is_pending(deployment: Airflow
     assert ended - completed > 25, EVIDENCE["api_server"]
 
 
-def _epoch(text: str | None) -> float:
-    from datetime import datetime
-
-    assert text, "no timestamp"
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def test_one_submit_each_every_callback_answered_and_complete_files(
     deployment: AirflowDeployment, emulator: Emulator, media: Path
 ) -> None:
@@ -278,12 +214,11 @@ def test_one_submit_each_every_callback_answered_and_complete_files(
         path: sum(1 for c in callbacks if f"/{path}/" in c["path"]) for path in ("aireiter_cb_a", "aireiter_cb_b")
     }
     assert by_api_server["aireiter_cb_a"] >= 6 and by_api_server["aireiter_cb_b"] >= 6, by_api_server
-    fetch = requests.Session()
-    fetch.trust_env = False
+    fetch = direct_session()
     checked = 0
     for dag_id in ("distributed_load", "distributed_worker_kill", "distributed_pending"):
         for run in deployment.api("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]:
-            for key, result in results(deployment, dag_id, run["dag_run_id"]).items():
+            for key, result in deployment.results(dag_id, run["dag_run_id"]).items():
                 assert result and result["outputs"], (dag_id, key, result)
                 for output in result["outputs"]:
                     stored = Path(output["path"].removeprefix("file://"))

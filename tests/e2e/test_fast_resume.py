@@ -35,14 +35,11 @@ import json
 import os
 import random
 import re
-import shutil
 import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +48,7 @@ import requests
 
 from airflow_provider_aireiter.api_types import default_out_task_id
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
-from tests.e2e.deployment import AirflowDeployment, DagRunTimeout, DeploymentFactory, free_port
+from tests.e2e.deployment import AirflowDeployment, Connection, DagRunTimeout, Setup, direct_session, epoch
 
 DAG_FILE = Path(__file__).parent / "fast_resume_dags" / "fast_resume_dags.py"
 CALLBACK_DAG = "fast_resume_callback"
@@ -72,11 +68,23 @@ REMOTE_SECONDS = 600.0
 #: longest wait for the two runs of a round; far below the callback tasks' 600 s fallback query
 RUN_TIMEOUT = 240.0
 SEED_ENV = "AIREITER_E2E_SEED"
-CALLBACK_SECRET = "fast-resume-callback-signing-secret"
 
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+SETUP = Setup(
+    name="fast-resume",
+    dag_files=[DAG_FILE],
+    # create_new: a second submit would create a second task, and show up in the counts
+    emulator={"durations": {"*": (0.0, REMOTE_SECONDS)}, "credits": 1_000_000, "duplicate_policy": "create_new"},
+    connections={
+        "aireiter_default": Connection(
+            callbacks_to=0, extra={"callback_secret": "fast-resume-callback-signing-secret"}
+        ),
+        "aireiter_polling": Connection(),
+    },
+    env={
+        "AIREITER_FAST_RESUME_CALLBACK_TASKS": str(CALLBACK_TASKS),
+        "AIREITER_FAST_RESUME_POLLING_TASKS": str(POLLING_TASKS),
+    },
+)
 
 
 @dataclass
@@ -168,7 +176,7 @@ class RemoteFinisher:
                     data = self._emulator.task(plan.out_task_id)
                     if data is not None:
                         with self._lock:
-                            plan.anchor = _epoch(str(data["created_at"]))
+                            plan.anchor = epoch(str(data["created_at"]))
                 with self._lock:
                     due = plan.anchor is not None and time.time() >= plan.anchor + plan.delay
                 if not due:
@@ -184,8 +192,7 @@ class RemoteFinisher:
             self._stopping.wait(0.05)
 
     def _watch_deferrals(self) -> None:
-        session = requests.Session()
-        session.trust_env = False
+        session = direct_session()
         dag_id, run_id = self._polling_run
         url = f"{self._api_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         token: str | None = None
@@ -230,48 +237,6 @@ def seed() -> int:
     value = int(os.environ[SEED_ENV]) if os.environ.get(SEED_ENV) else random.SystemRandom().randrange(2**31)
     print(f"\nfast-resume seed: {value} (replay with {SEED_ENV}={value})")
     return value
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator(
-        speed=1.0,
-        port=0,
-        durations={"*": (0.0, REMOTE_SECONDS)},
-        credits=1_000_000,
-        duplicate_policy="create_new",  # a second submit would create a second task, and show up in the counts
-    ) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fast-resume-media")
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    airflow_deployment_factory: DeploymentFactory,
-    emulator: Emulator,
-    media: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AirflowDeployment:
-    dags = tmp_path_factory.mktemp("fast-resume-dags")
-    shutil.copy(DAG_FILE, dags / DAG_FILE.name)
-    port = free_port()
-    env = {
-        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(
-            emulator.base_url,
-            emulator.api_key,
-            callback_base_url=f"http://127.0.0.1:{port}",
-            callback_secret=CALLBACK_SECRET,
-        ),
-        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key),
-        "AIREITER_MEDIA_ROOT": str(media),
-        "AIREITER_FAST_RESUME_CALLBACK_TASKS": str(CALLBACK_TASKS),
-        "AIREITER_FAST_RESUME_POLLING_TASKS": str(POLLING_TASKS),
-    }
-    return airflow_deployment_factory(dags, env=env, api_port=port)
 
 
 def _plans(round_no: int, run_ids: dict[str, str], rng: random.Random) -> list[Plan]:
@@ -399,7 +364,7 @@ def _figures(values: list[float]) -> str:
 
 
 def _end(plan: Plan) -> float | None:
-    return _epoch(plan.ti["end_date"]) if plan.ti and plan.ti.get("end_date") else None
+    return epoch(plan.ti["end_date"]) if plan.ti and plan.ti.get("end_date") else None
 
 
 def test_tasks_resumed_right_after_deferring_all_succeed(
@@ -424,8 +389,7 @@ def test_tasks_resumed_right_after_deferring_all_succeed(
         for r in emulator.requests()
         if r.get("path", "").endswith("/submit") and isinstance(r.get("body"), dict) and "out_task_id" in r["body"]
     }
-    fetch = requests.Session()
-    fetch.trust_env = False
+    fetch = direct_session()
     failed = [p for p in plans if p.state != "success"]
     rows: list[str] = []
     after_callback: list[float] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -11,9 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
-from tests.e2e.deployment import processes_with_env
+from tests.e2e.deployment import clean_environ, direct_session, processes_with_env
 
 ROOT = Path(__file__).resolve().parents[2]
 UI_HOME = str(ROOT / ".ui" / "airflow")
@@ -25,11 +22,10 @@ def _processes_of_ui() -> list[int]:
 
 
 def test_make_ui_runs_the_demo_shows_its_media_and_stops_on_ctrl_c() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW", "PYTEST_"))}
     ui = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "ui.py")],
         cwd=ROOT,
-        env=env,
+        env=clean_environ(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -54,8 +50,7 @@ def test_make_ui_runs_the_demo_shows_its_media_and_stops_on_ctrl_c() -> None:
         base = re.search(r"Airflow UI:\s+(\S+)", text)
         run = re.search(r"Running example_image_to_video once \(([^)]+)\)", text)
         assert base and run, text
-        session = requests.Session()
-        session.trust_env = False
+        session = direct_session()
         login = session.post(f"{base.group(1)}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30)
         assert login.status_code in (200, 201), login.text
         page = session.get(

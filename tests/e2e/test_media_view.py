@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
@@ -19,57 +18,42 @@ import pytest
 import requests
 
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
-from tests.e2e.deployment import AirflowDeployment
+from tests.e2e.browser import screenshot
+from tests.e2e.deployment import AirflowDeployment, Connection, Setup, direct_session, wait_for
 
 DAGS = Path(__file__).parent / "media_dags"
 REVIEW = Path(__file__).resolve().parents[2] / "example_dags" / "example_review_before_publish.py"
 MOUNT = "/aireiter-media"
 
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    with Emulator(speed=1.0, port=0, durations={"*": (1.0, 2.0)}, credits=100_000) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("media-view")
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AirflowDeployment:
-    dags = tmp_path_factory.mktemp("media-dags")
-    shutil.copy(DAGS / "media_dags.py", dags / "media_dags.py")
-    shutil.copy(REVIEW, dags / REVIEW.name)
-    env = {
-        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(emulator.base_url, emulator.api_key),
-        "AIREITER_MEDIA_ROOT": str(media),
-        "AIRFLOW__AIREITER__MEDIA_ROOTS": f"file://{media}",
+SETUP = Setup(
+    name="media-view",
+    dag_files=[DAGS / "media_dags.py", REVIEW],
+    emulator={"durations": {"*": (1.0, 2.0)}, "credits": 100_000},
+    connections={"aireiter_default": Connection()},
+    serve_media=True,
+    env={
         "AIRFLOW__CORE__AUTH_MANAGER": "tests.e2e.restricted_auth.RestrictedAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,outsider:viewer",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    }
-    dep: AirflowDeployment = airflow_deployment_factory(dags, env=env)
-    return dep
+    },
+)
 
 
-@pytest.fixture(scope="module")
-def run_id(deployment: AirflowDeployment) -> str:
-    run = deployment.trigger("media_view")
-    assert deployment.wait_for_run("media_view", run, timeout=300) == "success"
+def _successful_run(dep: AirflowDeployment) -> str:
+    run = dep.trigger("media_view")
+    assert dep.wait_for_run("media_view", run, timeout=300) == "success"
     return run
 
 
 @pytest.fixture(scope="module")
+def run_id(deployment: AirflowDeployment) -> str:
+    return _successful_run(deployment)
+
+
+@pytest.fixture(scope="module")
 def anonymous() -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    return session
+    return direct_session()
 
 
 def _get(dep: AirflowDeployment, path: str, **params: Any) -> requests.Response:
@@ -179,8 +163,7 @@ def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeplo
 
 
 def test_dag_gallery_lists_runs_newest_first(deployment: AirflowDeployment, run_id: str) -> None:
-    second = deployment.trigger("media_view")
-    assert deployment.wait_for_run("media_view", second, timeout=300) == "success"
+    second = _successful_run(deployment)
     resp = _get(deployment, f"{MOUNT}/dag", dag_id="media_view")
     assert resp.status_code == 200
     runs = [unescape(r) for r in re.findall(r"<h2 class='run'>Run ([^<]+)</h2>", resp.text)]
@@ -197,11 +180,11 @@ def test_no_session_is_401_and_a_user_without_read_access_is_403(
     params = {"dag_id": "media_view", "run_id": run_id, "task_id": "still", "map_index": "-1", "n": "0"}
     url = f"{deployment.api_url}{MOUNT}/{route}"
     assert anonymous.get(url, params=params, timeout=30).status_code == 401
-    outsider = deployment.login_token("outsider", deployment.password("outsider"))
+    outsider = deployment.login_token("outsider")
     denied = anonymous.get(url, params=params, headers={"Authorization": f"Bearer {outsider}"}, timeout=30)
     assert denied.status_code == 403
     # The UI's session cookie, which a same-origin iframe sends, is enough.
-    admin = deployment.login_token("admin", deployment.password("admin"))
+    admin = deployment.login_token("admin")
     assert anonymous.get(url, params=params, cookies={"_token": admin}, timeout=30).status_code == 200
     assert anonymous.get(url, params=params, cookies={"_token": outsider}, timeout=30).status_code == 403
 
@@ -212,7 +195,7 @@ def test_docs_page_is_the_installed_readme_for_anyone_signed_in(
     url = f"{deployment.api_url}{MOUNT}/docs"
     assert anonymous.get(url, timeout=30).status_code == 401
     # Reading the docs needs no DAG access: the user who may read no DAG gets the page.
-    outsider = deployment.login_token("outsider", deployment.password("outsider"))
+    outsider = deployment.login_token("outsider")
     resp = anonymous.get(url, cookies={"_token": outsider}, timeout=30)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
     html = resp.text
@@ -240,6 +223,15 @@ def test_only_recorded_outputs_of_that_task_instance_are_served(deployment: Airf
     assert encoded.status_code == 404 and "root:" not in encoded.text
 
 
+def _add_connection(dep: AirflowDeployment, conn_id: str, host: str, api_key: str) -> None:
+    """An AIReiter connection as the UI's form saves it: the hidden port field is not sent (a null port)."""
+    dep.api(
+        "POST",
+        "/api/v2/connections",
+        json={"connection_id": conn_id, "conn_type": "aireiter", "host": host, "password": api_key},
+    )
+
+
 def _row_test_body(conn: dict[str, Any]) -> dict[str, Any]:
     """What the connection list's row Test button posts (Airflow 3.3.2 UI): ``port: Number(null)`` is 0."""
     return {
@@ -263,16 +255,7 @@ def test_row_test_button_of_a_form_made_connection(
 ) -> None:
     conn_id = f"row_test_{ok}"
     # As the form saves it: the hidden port field is not sent, so the stored port is null.
-    deployment.api(
-        "POST",
-        "/api/v2/connections",
-        json={
-            "connection_id": conn_id,
-            "conn_type": "aireiter",
-            "host": emulator.base_url,
-            "password": key or emulator.api_key,
-        },
-    )
+    _add_connection(deployment, conn_id, emulator.base_url, key or emulator.api_key)
     stored = deployment.api("GET", f"/api/v2/connections/{conn_id}")
     assert stored["port"] is None and stored["password"] != (key or emulator.api_key)
     resp = deployment.request("POST", "/api/v2/connections/test", json=_row_test_body(stored))
@@ -300,11 +283,11 @@ def browser() -> Iterator[Any]:
         yield driver
 
 
-def _login(driver: Any, dep: AirflowDeployment, user: str, password: str) -> None:
+def _login(driver: Any, dep: AirflowDeployment, user: str = "admin") -> None:
+    """Sign in through the UI's login form, with the password Airflow generated for ``user``."""
     from selenium.webdriver.common.by import By
 
-    from tests.e2e.browser import wait_for
-
+    password = dep.password(user)
     driver.delete_all_cookies()
     driver.get(f"{dep.api_url}/auth/login")
     wait_for("the login form", lambda: driver.find_elements(By.NAME, "username"))
@@ -318,8 +301,6 @@ def _open_plugin_tab(driver: Any, url: str) -> None:
     """Open a UI page with a plugin tab and switch into its iframe once the page in it has loaded."""
     from selenium.webdriver.common.by import By
 
-    from tests.e2e.browser import wait_for
-
     driver.switch_to.default_content()
     driver.get(url)
     frame = wait_for(
@@ -327,6 +308,23 @@ def _open_plugin_tab(driver: Any, url: str) -> None:
     )
     driver.switch_to.frame(frame[0])
     wait_for("the media page", lambda: driver.find_elements(By.CSS_SELECTOR, "h1"))
+
+
+def _admin_opens(driver: Any, dep: AirflowDeployment, url: str) -> None:
+    """Signed in as admin, open a UI page with a plugin tab (into its iframe)."""
+    _login(driver, dep)
+    _open_plugin_tab(driver, url)
+
+
+def _wait_for_script(driver: Any, what: str, script: str) -> Any:
+    """Wait until ``script`` (run in the current frame) returns something truthy; that value."""
+    return wait_for(what, lambda: driver.execute_script(script))
+
+
+def _screenshot_page(driver: Any, name: str) -> None:
+    """A screenshot of the whole UI page, the plugin's iframe in it."""
+    driver.switch_to.default_content()
+    screenshot(driver, name)
 
 
 def _ui_run_url(dep: AirflowDeployment, run_id: str) -> str:
@@ -338,56 +336,42 @@ def _ui_run_url(dep: AirflowDeployment, run_id: str) -> str:
 def test_browser_media_view_shows_the_image_and_plays_the_video(
     browser: Any, deployment: AirflowDeployment, run_id: str
 ) -> None:
-    from tests.e2e.browser import screenshot, wait_for
-
-    _login(browser, deployment, "admin", deployment.password("admin"))
-    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/still/plugin/aireiter-media")
-    width = wait_for(
+    _admin_opens(browser, deployment, f"{_ui_run_url(deployment, run_id)}/tasks/still/plugin/aireiter-media")
+    width = _wait_for_script(
+        browser,
         "the image to decode",
-        lambda: browser.execute_script(
-            "const i = document.querySelector('img'); return i && i.complete && i.naturalWidth"
-        ),
+        "const i = document.querySelector('img'); return i && i.complete && i.naturalWidth",
     )
     assert width > 0
     assert "A lighthouse at dawn, watercolor" in browser.page_source
-    browser.switch_to.default_content()
-    screenshot(browser, "media-view-image")
+    _screenshot_page(browser, "media-view-image")
 
     _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/clip/plugin/aireiter-media")
-    state = wait_for(
+    state = _wait_for_script(
+        browser,
         "the video's metadata",
-        lambda: browser.execute_script(
-            "const v = document.querySelector('video');"
-            "return v && !v.error && v.readyState >= 1 && v.duration > 0 && [v.readyState, v.duration, v.currentSrc]"
-        ),
+        "const v = document.querySelector('video');"
+        "return v && !v.error && v.readyState >= 1 && v.duration > 0 && [v.readyState, v.duration, v.currentSrc]",
     )
     assert "/aireiter-media/file?" in state[2]
     # It plays: time advances (muted, so headless autoplay rules allow it).
     browser.execute_script("const v = document.querySelector('video'); v.muted = true; v.play();")
-    wait_for(
-        "the video to play", lambda: browser.execute_script("return document.querySelector('video').currentTime > 0")
-    )
-    browser.switch_to.default_content()
-    screenshot(browser, "media-view-video")
+    _wait_for_script(browser, "the video to play", "return document.querySelector('video').currentTime > 0")
+    _screenshot_page(browser, "media-view-video")
 
 
 def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeployment, run_id: str) -> None:
-    from tests.e2e.browser import screenshot, wait_for
-
-    _login(browser, deployment, "admin", deployment.password("admin"))
-    _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/plugin/aireiter-run-gallery")
-    decoded = wait_for(
+    _admin_opens(browser, deployment, f"{_ui_run_url(deployment, run_id)}/plugin/aireiter-run-gallery")
+    decoded = _wait_for_script(
+        browser,
         "the gallery's thumbnails to decode",
-        lambda: browser.execute_script(
-            "const imgs = [...document.querySelectorAll('img')];"
-            "return imgs.length >= 3 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length"
-        ),
+        "const imgs = [...document.querySelectorAll('img')];"
+        "return imgs.length >= 3 && imgs.every(i => i.complete && i.naturalWidth > 0) && imgs.length",
     )
     assert decoded == 3  # thumbnails of the three stored images (the unstored one is a link)
     assert browser.execute_script("return document.querySelectorAll('a.service-link').length") == 1
     assert browser.execute_script("return document.querySelectorAll('video').length") == 1
-    browser.switch_to.default_content()
-    screenshot(browser, "run-gallery")
+    _screenshot_page(browser, "run-gallery")
     _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/plain/plugin/aireiter-media")
     assert "No AIReiter output for this task instance" in browser.page_source
 
@@ -395,30 +379,20 @@ def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeploy
 def test_browser_docs_from_the_nav(browser: Any, deployment: AirflowDeployment) -> None:
     from selenium.webdriver.common.by import By
 
-    from tests.e2e.browser import screenshot, wait_for
-
-    _login(browser, deployment, "admin", deployment.password("admin"))
-    _open_plugin_tab(browser, f"{deployment.api_url}/plugin/aireiter-docs")
+    _admin_opens(browser, deployment, f"{deployment.api_url}/plugin/aireiter-docs")
     assert browser.find_element(By.CSS_SELECTOR, "h1").text == "airflow-provider-aireiter"
     # A README anchor link scrolls within the iframe to its heading.
     browser.find_element(By.CSS_SELECTOR, "a[href='#callbacks']").click()
-    wait_for("the callbacks heading", lambda: browser.execute_script("return location.hash === '#callbacks'"))
-    browser.switch_to.default_content()
-    screenshot(browser, "provider-docs")
+    _wait_for_script(browser, "the callbacks heading", "return location.hash === '#callbacks'")
+    _screenshot_page(browser, "provider-docs")
 
 
 def test_browser_row_test_button(browser: Any, deployment: AirflowDeployment, emulator: Emulator) -> None:
     from selenium.webdriver.common.by import By
 
-    from tests.e2e.browser import screenshot, wait_for
-
     for conn_id, key in (("ui_right_key", emulator.api_key), ("ui_wrong_key", "wrong-key")):
-        deployment.api(
-            "POST",
-            "/api/v2/connections",
-            json={"connection_id": conn_id, "conn_type": "aireiter", "host": emulator.base_url, "password": key},
-        )
-    _login(browser, deployment, "admin", deployment.password("admin"))
+        _add_connection(deployment, conn_id, emulator.base_url, key)
+    _login(browser, deployment)
     for conn_id, expected in (
         ("ui_right_key", "the API key was accepted"),
         ("ui_wrong_key", "rejected the API key: paste a valid key"),
@@ -451,10 +425,10 @@ def test_browser_without_session_and_without_access(browser: Any, deployment: Ai
     browser.delete_all_cookies()
     browser.get(page)
     assert "Not authenticated" in browser.find_element(By.TAG_NAME, "body").text
-    _login(browser, deployment, "outsider", deployment.password("outsider"))
+    _login(browser, deployment, "outsider")
     browser.get(page)
     assert "Forbidden" in browser.find_element(By.TAG_NAME, "body").text
-    _login(browser, deployment, "admin", deployment.password("admin"))
+    _login(browser, deployment)
     browser.get(f"{deployment.api_url}{MOUNT}/file?{query.replace('still', 'forged')}&n=0")
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "not a media file the provider stored" in body and "root:" not in body
@@ -466,9 +440,7 @@ def test_browser_without_session_and_without_access(browser: Any, deployment: Ai
 @pytest.fixture(scope="module")
 def attack_run(deployment: AirflowDeployment) -> str:
     """A run of its own whose results the attacks edit (the other tests keep theirs)."""
-    run = deployment.trigger("media_view")
-    assert deployment.wait_for_run("media_view", run, timeout=300) == "success"
-    return run
+    return _successful_run(deployment)
 
 
 def _edit_result(dep: AirflowDeployment, run_id: str, task_id: str, value: dict[str, Any]) -> None:
@@ -647,8 +619,6 @@ REVIEW_DAG = "example_review_before_publish"
 
 
 def _wait_for_ti_state(dep: AirflowDeployment, run_id: str, task_id: str, state: str) -> dict[str, Any]:
-    from tests.e2e.browser import wait_for
-
     def probe() -> dict[str, Any] | None:
         ti = next((t for t in dep.task_instances(REVIEW_DAG, run_id) if t["task_id"] == task_id), None)
         if ti is not None and ti["state"] in ("failed", "upstream_failed"):
@@ -666,8 +636,6 @@ def _answer(dep: AirflowDeployment, run_id: str, task_id: str, option: str, note
     the resumed task (apache/airflow#66374, see resume_gate.py). So the answer waits for that event in
     the scheduler's log: a condition, not a delay.
     """
-    from tests.e2e.browser import wait_for
-
     key = f"task_id='{task_id}', run_id='{run_id}', try_number=1"
     wait_for(
         f"the scheduler to process the pause of {task_id}",
@@ -688,8 +656,6 @@ def _answer(dep: AirflowDeployment, run_id: str, task_id: str, option: str, note
 def test_review_regenerate_with_note_then_approve_publishes(
     deployment: AirflowDeployment, emulator: Emulator, media: Path, browser: Any
 ) -> None:
-    from tests.e2e.browser import screenshot, wait_for
-
     run_id = deployment.trigger(REVIEW_DAG, conf={"prompt": "A poster of a red kite"})
     _wait_for_ti_state(deployment, run_id, "review_1", "awaiting_input")
     detail = deployment.api("GET", f"/api/v2/dags/{REVIEW_DAG}/dagRuns/{run_id}/taskInstances/review_1/-1/hitlDetails")
@@ -698,13 +664,12 @@ def test_review_regenerate_with_note_then_approve_publishes(
     thumb = deployment.request("GET", f"/{image}")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
     # The reviewer's dialog, with the candidate image, in the real UI.
-    _login(browser, deployment, "admin", deployment.password("admin"))
+    _login(browser, deployment)
     browser.get(f"{deployment.api_url}/dags/{REVIEW_DAG}/runs/{run_id}/tasks/review_1/required_actions")
-    wait_for(
+    _wait_for_script(
+        browser,
         "the candidate image in the review dialog",
-        lambda: browser.execute_script(
-            "return [...document.querySelectorAll('img')].some(i => i.src.includes('aireiter-media/file') && i.naturalWidth > 0)"
-        ),
+        "return [...document.querySelectorAll('img')].some(i => i.src.includes('aireiter-media/file') && i.naturalWidth > 0)",
     )
     screenshot(browser, "review-dialog")
 
@@ -720,7 +685,7 @@ def test_review_regenerate_with_note_then_approve_publishes(
     assert published["round"] == 2 and str(media / "review" / "published") in published["published"]
     stored = Path(second["outputs"][0]["path"].removeprefix("file://"))
     assert Path(published["published"].removeprefix("file://")).read_bytes() == stored.read_bytes()
-    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    states = deployment.states(REVIEW_DAG, run_id)
     assert states["generate_3"] == "skipped" and states["publish"] == "success"
 
 
@@ -735,5 +700,5 @@ def test_review_rounds_are_bounded_and_reject_publishes_nothing(deployment: Airf
     assert deployment.xcom(REVIEW_DAG, run_id, "prompt_3").endswith(". try 1. try 2")
     _answer(deployment, run_id, "review_3", "Reject")
     assert deployment.wait_for_run(REVIEW_DAG, run_id, timeout=240) == "success"
-    states = {t["task_id"]: t["state"] for t in deployment.task_instances(REVIEW_DAG, run_id)}
+    states = deployment.states(REVIEW_DAG, run_id)
     assert states["publish"] == "skipped"

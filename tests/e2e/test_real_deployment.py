@@ -6,71 +6,29 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
-from tests.e2e.deployment import AirflowDeployment, free_port
+from tests.e2e.deployment import AirflowDeployment, Connection, Setup, epoch
 
 ROOT = Path(__file__).resolve().parents[2]
 # The review example waits for a person; tests/e2e/test_media_view.py runs it, answering through the REST API.
 EXAMPLES = sorted(p for p in (ROOT / "example_dags").glob("example_*.py") if p.stem != "example_review_before_publish")
 CALLBACK_DAGS = Path(__file__).parent / "callback_dags" / "callback_dags.py"
 
-#: A video takes 2 + 8 s: long enough to defer, short enough for the test.
-DURATIONS = {"*": (2.0, 8.0)}
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    # create_new: a second submit of an out_task_id would be a second, paid task, so "paid once" is a real check.
-    with Emulator(speed=1.0, port=0, durations=DURATIONS, credits=100_000, duplicate_policy="create_new") as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("e2e-media")
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    airflow_deployment_factory: Any, emulator: Emulator, media: Path, tmp_path_factory: pytest.TempPathFactory
-) -> AirflowDeployment:
-    dags = tmp_path_factory.mktemp("e2e-dags")
-    for path in [*EXAMPLES, CALLBACK_DAGS]:
-        shutil.copy(path, dags / path.name)
-    port = free_port()
-    env = {
-        "AIRFLOW_CONN_AIREITER_DEFAULT": conn_json(
-            emulator.base_url,
-            emulator.api_key,
-            callback_base_url=f"http://127.0.0.1:{port}",
-            callback_secret="e2e-callback-signing-secret",
-        ),
-        "AIRFLOW_CONN_AIREITER_POLLING": conn_json(emulator.base_url, emulator.api_key),
-        "AIREITER_MEDIA_ROOT": str(media),
-    }
-    dep: AirflowDeployment = airflow_deployment_factory(dags, env=env, api_port=port)
-    return dep
-
-
-def _ti(dep: AirflowDeployment, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
-    return next(
-        ti
-        for ti in dep.task_instances(dag_id, run_id)
-        if ti["task_id"] == task_id and ti.get("map_index", -1) == map_index
-    )
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+SETUP = Setup(
+    name="e2e",
+    dag_files=[*EXAMPLES, CALLBACK_DAGS],
+    # A video takes 2 + 8 s: long enough to defer, short enough for the test. create_new: a second submit
+    # of an out_task_id would be a second, paid task, so "paid once" is a real check.
+    emulator={"durations": {"*": (2.0, 8.0)}, "credits": 100_000, "duplicate_policy": "create_new"},
+    connections={
+        "aireiter_default": Connection(callbacks_to=0, extra={"callback_secret": "e2e-callback-signing-secret"}),
+        "aireiter_polling": Connection(),
+    },
+)
 
 
 def test_every_example_dag_succeeds(deployment: AirflowDeployment, media: Path, emulator: Emulator) -> None:
@@ -82,8 +40,7 @@ def test_every_example_dag_succeeds(deployment: AirflowDeployment, media: Path, 
         assert deployment.wait_for_run(dag_id, run_id, timeout=300) == "success"
     outputs: list[str] = []
     for dag_id, run_id in runs.items():
-        for ti in deployment.task_instances(dag_id, run_id):
-            value = deployment.xcom(dag_id, run_id, ti["task_id"], map_index=ti.get("map_index", -1))
+        for value in deployment.results(dag_id, run_id).values():
             if isinstance(value, dict) and value.get("outputs"):
                 outputs += [o["path"].removeprefix("file://") for o in value["outputs"]]
     kinds = sorted(
@@ -94,7 +51,9 @@ def test_every_example_dag_succeeds(deployment: AirflowDeployment, media: Path, 
     assert kinds == ["ftyp"] * 3 + ["png"] * 5, outputs
     assert all(Path(p).stat().st_size > 1000 and str(media) in p for p in outputs)
     # The deferrable ones went through the real triggerer.
-    seedance = _ti(deployment, "example_seedance_text_to_video", runs["example_seedance_text_to_video"], "kitten_video")
+    seedance = deployment.task_instance(
+        "example_seedance_text_to_video", runs["example_seedance_text_to_video"], "kitten_video"
+    )
     assert seedance["state"] == "success" and seedance["try_number"] == 1
     log = deployment.task_log("example_seedance_text_to_video", runs["example_seedance_text_to_video"], "kitten_video")
     # It waited in the triggerer and was resumed there: by its completion callback or by its trigger's event.
@@ -125,11 +84,11 @@ def test_callback_wakes_sensor_and_operator_while_polling_waits(
     }
     figures: dict[str, Any] = {}
     for name, task_id in (("cb_sensor", "wait"), ("cb_operator", "generate"), ("poll_sensor", "wait")):
-        ti = _ti(deployment, name, runs[name], task_id)
+        ti = deployment.task_instance(name, runs[name], task_id)
         task = emulator.task(ids[name])
         assert task is not None
-        completed = _epoch(task["completed_at"])
-        end = _epoch(ti["end_date"])
+        completed = epoch(task["completed_at"])
+        end = epoch(ti["end_date"])
         figures[name] = {
             "after_completion_s": round(end - completed, 2),
             "after_callback_s": round(end - delivered[ids[name]], 2) if ids[name] in delivered else None,

@@ -9,14 +9,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.conftest import DAGS_FOLDER, load_dag_file
-from tests.operators.dagtest_helpers import is_mp4, png_size
+from tests.operators.dagtest_helpers import is_mp4, png_size, submit_bodies
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("example_*.py"))
@@ -91,46 +92,51 @@ def _decoded(value: Any) -> Any:
 
 
 FAST = pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.0, 0.0)})
+_F = TypeVar("_F", bound=Callable[..., None])
 
 
-@FAST
-@pytest.mark.usefixtures("airflow_db")
-def test_seedream_daily(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    state, results = run_example("example_seedream_daily", tmp_path)
+def example_run(test: _F) -> _F:
+    """Marks a test that runs an example: on the test DB, with an emulator whose renders take no time."""
+    return FAST(pytest.mark.usefixtures("airflow_db")(test))
+
+
+def succeeded(name: str, media: Path) -> dict[str, Any]:
+    """Run an example (:func:`run_example`), which must succeed; its task results."""
+    state, results = run_example(name, media)
     assert state == "success"
+    return results
+
+
+@example_run
+def test_seedream_daily(aireiter_connection: Emulator, tmp_path: Path) -> None:
+    results = succeeded("example_seedream_daily", tmp_path)
     (output,) = results["daily_postcard"]["outputs"]
     assert "/postcards/" in output["path"] and png_size(output["path"]) == (2048, 1152)
-    (body,) = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
+    (body,) = submit_bodies(aireiter_connection)
     assert body["params"]["prompt"].endswith("soft pastel colours") and "{{" not in body["params"]["prompt"]
 
 
-@FAST
-@pytest.mark.usefixtures("airflow_db")
+@example_run
 def test_seedance_text_to_video(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    state, results = run_example("example_seedance_text_to_video", tmp_path)
-    assert state == "success"
+    results = succeeded("example_seedance_text_to_video", tmp_path)
     (output,) = results["kitten_video"]["outputs"]
     assert is_mp4(output["path"]) and output["content_type"] == "video/mp4" and output["size"] > 1000
 
 
-@FAST
-@pytest.mark.usefixtures("airflow_db")
+@example_run
 def test_image_to_video_uses_the_image_url_as_first_frame(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    state, results = run_example("example_image_to_video", tmp_path)
-    assert state == "success"
+    results = succeeded("example_image_to_video", tmp_path)
     image_url = results["first_frame"]["outputs"][0]["url"]
-    submits = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
+    submits = submit_bodies(aireiter_connection)
     assert [b["model"] for b in submits] == ["seedream_v5_lite", "veo3_1_plus"]
     assert submits[1]["params"]["image_url"] == image_url
     assert png_size(results["first_frame"]["outputs"][0]["path"]) == (2048, 1152)
     assert is_mp4(results["animate"]["outputs"][0]["path"])
 
 
-@FAST
-@pytest.mark.usefixtures("airflow_db")
+@example_run
 def test_prompt_batch_maps_and_collects(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    state, results = run_example("example_prompt_batch", tmp_path)
-    assert state == "success"
+    results = succeeded("example_prompt_batch", tmp_path)
     mapped = [results[f"generate[{i}]"] for i in range(3)]
     assert len({m["out_task_id"] for m in mapped}) == 3
     collected = results["collect"]
@@ -139,11 +145,9 @@ def test_prompt_batch_maps_and_collects(aireiter_connection: Emulator, tmp_path:
         assert png_size(path) == (1024, 1024) or png_size(path)[0] == png_size(path)[1]
 
 
-@FAST
-@pytest.mark.usefixtures("airflow_db")
+@example_run
 def test_submit_and_sense(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    state, results = run_example("example_submit_and_sense", tmp_path)
-    assert state == "success"
+    results = succeeded("example_submit_and_sense", tmp_path)
     assert results["submit"]["status"] == "pending"
     sensed = results["wait_for_video"]
     assert sensed["out_task_id"] == results["submit"]["out_task_id"] and sensed["status"] == "completed"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
-from tests.operators.dagtest_helpers import run_dag
+from tests.conftest import use_connection
+from tests.operators.dagtest_helpers import run_dag, submit_bodies
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -23,64 +24,65 @@ def _queries(emu: Emulator) -> int:
 
 
 def _submits(emu: Emulator) -> int:
-    return sum(1 for r in emu.requests() if r["path"].endswith("/submit"))
+    return len(submit_bodies(emu))
 
 
 def _single_shot(monkeypatch: pytest.MonkeyPatch, emu: Emulator, api_key: str | None = None) -> None:
     """One HTTP try per call, so what is counted is Airflow's tries of the task."""
-    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(emu.base_url, api_key or emu.api_key, max_attempts=1))
+    use_connection(monkeypatch, emu, api_key, max_attempts=1)
 
 
-def test_a_wrong_api_key_fails_at_once_without_using_the_retries(
-    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+#: Callback settings on the connection; nothing listens at the address.
+CALLBACK_SETTINGS = {"callback_base_url": "http://127.0.0.1:9", "callback_secret": "0123456789abcdef0123"}
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "api_key", "fault", "more_args", "counts"),
+    [
+        # one try: the look-up before the submit
+        pytest.param("wrong_key", "wrong-key", None, "", {"queries": 1}, id="a_wrong_api_key"),
+        pytest.param(
+            "no_credits_once",
+            None,
+            None,
+            "",
+            {"submits": 1},
+            id="missing_credits",
+            marks=pytest.mark.aireiter_emulator(speed=100, credits=5),
+        ),
+        # Passed through as given, refused by the service (business 400 naming the field).
+        pytest.param(
+            "service_rejects_params",
+            None,
+            None,
+            'callback_url="ftp://example.com/hook", ',
+            {"submits": 1},
+            id="params_the_service_rejects",
+        ),
+        pytest.param("html_page", None, "html", "", {"queries": 1}, id="a_wrong_base_url"),
+        # The control for the cases above: the same count sees every try when the error is transient;
+        # it could not ask, so it never submitted.
+        pytest.param("outage", None, "http_503", "", {"queries": 3, "submits": 0}, id="a_transient_outage"),
+    ],
+)
+def test_a_permanent_error_fails_at_once_a_transient_one_uses_the_retries(
+    aireiter_connection: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    dag_id: str,
+    api_key: str | None,
+    fault: str | None,
+    more_args: str,
+    counts: dict[str, int],
 ) -> None:
-    _single_shot(monkeypatch, aireiter_connection, api_key="wrong-key")
-    state, _ = run_dag("wrong_key", f'SeedreamV5LiteOperator(task_id="image", prompt="x", {RETRIES})', tmp_path)
+    _single_shot(monkeypatch, aireiter_connection, api_key=api_key)
+    if fault is not None:
+        aireiter_connection.faults.rate("query", fault, 1.0)
+    body = f'SeedreamV5LiteOperator(task_id="image", prompt="x", {more_args}{RETRIES})'
+    state, _ = run_dag(dag_id, body, tmp_path)
     assert state == "failed"
-    assert _queries(aireiter_connection) == 1  # one try: the look-up before the submit
-
-
-@pytest.mark.aireiter_emulator(speed=100, credits=5)
-def test_missing_credits_fail_at_once(
-    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    _single_shot(monkeypatch, aireiter_connection)
-    state, _ = run_dag("no_credits_once", f'SeedreamV5LiteOperator(task_id="image", prompt="x", {RETRIES})', tmp_path)
-    assert state == "failed"
-    assert _submits(aireiter_connection) == 1
-
-
-def test_params_the_service_rejects_fail_at_once(
-    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    _single_shot(monkeypatch, aireiter_connection)
-    # Passed through as given, refused by the service (business 400 naming the field).
-    body = f'SeedreamV5LiteOperator(task_id="image", prompt="x", callback_url="ftp://example.com/hook", {RETRIES})'
-    state, _ = run_dag("service_rejects_params", body, tmp_path)
-    assert state == "failed"
-    assert _submits(aireiter_connection) == 1
-
-
-def test_a_wrong_base_url_fails_at_once(
-    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    _single_shot(monkeypatch, aireiter_connection)
-    aireiter_connection.faults.rate("query", "html", 1.0)
-    state, _ = run_dag("html_page", f'SeedreamV5LiteOperator(task_id="image", prompt="x", {RETRIES})', tmp_path)
-    assert state == "failed"
-    assert _queries(aireiter_connection) == 1
-
-
-def test_a_transient_outage_still_uses_the_retries(
-    aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The control for the tests above: the same count sees every try when the error is transient."""
-    _single_shot(monkeypatch, aireiter_connection)
-    aireiter_connection.faults.rate("query", "http_503", 1.0)
-    state, _ = run_dag("outage", f'SeedreamV5LiteOperator(task_id="image", prompt="x", {RETRIES})', tmp_path)
-    assert state == "failed"
-    assert _queries(aireiter_connection) == 3
-    assert _submits(aireiter_connection) == 0  # could not ask: never submitted
+    counters = {"queries": _queries, "submits": _submits}
+    assert {name: counters[name](aireiter_connection) for name in counts} == counts
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferred"])
@@ -114,15 +116,7 @@ def test_a_worker_side_wait_polls_at_poll_interval_even_with_callbacks(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Nothing can wake a worker: with callback settings, a sync wait still polls every poll_interval."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AIREITER_DEFAULT",
-        conn_json(
-            aireiter_connection.base_url,
-            aireiter_connection.api_key,
-            callback_base_url="http://127.0.0.1:9",
-            callback_secret="0123456789abcdef0123",
-        ),
-    )
+    use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
     body = 'SeedreamV5LiteOperator(task_id="image", prompt="x", poll_interval=0.2, callback_poll_interval=60)'
     state, _ = run_dag("sync_with_callbacks", body, tmp_path)
     assert state == "success"
@@ -193,8 +187,6 @@ def test_every_model_argument_takes_a_template(aireiter_connection: Emulator, tm
         ', params={"ratio": "16:9", "res": "3K", "search": "false", "conn": "aireiter_default", "seconds": "5",'
         ' "video_res": "720p", "channel": "plus"}'
     )
-    from tests.operators.dagtest_helpers import submit_bodies
-
     state, _ = run_dag("templated_model_args", body, tmp_path, dag_kwargs=dag_kwargs)
     assert state == "success"
     sent = {b["model"]: b["params"] for b in submit_bodies(aireiter_connection)}
@@ -210,29 +202,32 @@ def test_a_bad_rendered_model_argument_fails_before_any_request(aireiter_connect
     assert aireiter_connection.requests() == []
 
 
+def _image_run(dag_id: str, image_args: str, results_dir: Path, when: datetime) -> dict[str, Any]:
+    """Run (or rerun, as a cleared task) a DAG of one task ``image``, with ``image_args``, at ``when``: its result."""
+    body = f"""
+    image = SeedreamV5LiteOperator(task_id="image", {image_args})
+    collect({{"image": image.output}})
+    """
+    state, results = run_dag(dag_id, body, results_dir, logical_date=when, run_after=when)
+    assert state == "success"
+    return dict(results["image"])
+
+
 @pytest.mark.parametrize("regenerate", [False, True])
 def test_rerunning_a_finished_task_reattaches_or_regenerates(
     aireiter_connection: Emulator, tmp_path: Path, regenerate: bool
 ) -> None:
-    from datetime import datetime, timezone
-
-    from tests.operators.dagtest_helpers import submit_bodies
-
     dag_id = f"rerun_finished_{regenerate}"
-    body = f"""
-    image = SeedreamV5LiteOperator(task_id="image", prompt="x", poll_interval=0.1, regenerate_finished={regenerate})
-    collect({{"image": image.output}})
-    """
+    args = f'prompt="x", poll_interval=0.1, regenerate_finished={regenerate}'
     when = datetime(2026, 4, 1, tzinfo=timezone.utc)
-    first_state, _ = run_dag(dag_id, body, tmp_path / "1", logical_date=when, run_after=when)
-    second_state, second = run_dag(dag_id, body, tmp_path / "2", logical_date=when, run_after=when)
-    assert (first_state, second_state) == ("success", "success")
+    _image_run(dag_id, args, tmp_path / "1", when)
+    second = _image_run(dag_id, args, tmp_path / "2", when)
     ids = [b["out_task_id"] for b in submit_bodies(aireiter_connection)]
     if regenerate:
         assert len(ids) == 2 and ids[1] == ids[0] + "-r2"
-        assert second["image"]["out_task_id"] == ids[1]
+        assert second["out_task_id"] == ids[1]
     else:
-        assert len(ids) == 1 and second["image"]["out_task_id"] == ids[0]
+        assert len(ids) == 1 and second["out_task_id"] == ids[0]
 
 
 def test_a_task_cleared_after_its_prompt_changed_generates_anew_once(
@@ -240,20 +235,11 @@ def test_a_task_cleared_after_its_prompt_changed_generates_anew_once(
 ) -> None:
     """Clearing is how Airflow users redo a task: a changed prompt must not hand back the old media,
     and clearing again without a change must not pay again."""
-    from datetime import datetime, timezone
-
-    from tests.operators.dagtest_helpers import submit_bodies
-
     when = datetime(2026, 5, 1, tzinfo=timezone.utc)
 
     def run(prompt: str, n: int) -> dict[str, Any]:
-        body = f"""
-        image = SeedreamV5LiteOperator(task_id="image", prompt={prompt!r}, aspect_ratio="16:9", poll_interval=0.1)
-        collect({{"image": image.output}})
-        """
-        state, results = run_dag("cleared_after_change", body, tmp_path / str(n), logical_date=when, run_after=when)
-        assert state == "success"
-        return results["image"]
+        args = f'prompt={prompt!r}, aspect_ratio="16:9", poll_interval=0.1'
+        return _image_run("cleared_after_change", args, tmp_path / str(n), when)
 
     red = run("a red kite", 1)
     blue = run("a blue kite", 2)  # the DAG file changed, then the task was cleared
@@ -272,20 +258,12 @@ def test_a_task_cleared_after_its_prompt_changed_generates_anew_once(
 
 
 def test_a_cleared_task_whose_request_did_not_change_reattaches(aireiter_connection: Emulator, tmp_path: Path) -> None:
-    from datetime import datetime, timezone
-
-    from tests.operators.dagtest_helpers import submit_bodies
-
     when = datetime(2026, 5, 2, tzinfo=timezone.utc)
-    body = """
-    image = SeedreamV5LiteOperator(task_id="image", prompt="a red kite", poll_interval=0.1)
-    collect({"image": image.output})
-    """
-    first_state, first = run_dag("cleared_unchanged", body, tmp_path / "1", logical_date=when, run_after=when)
-    second_state, second = run_dag("cleared_unchanged", body, tmp_path / "2", logical_date=when, run_after=when)
-    assert (first_state, second_state) == ("success", "success")
+    args = 'prompt="a red kite", poll_interval=0.1'
+    first = _image_run("cleared_unchanged", args, tmp_path / "1", when)
+    second = _image_run("cleared_unchanged", args, tmp_path / "2", when)
     assert len(submit_bodies(aireiter_connection)) == 1
-    assert second["image"] == first["image"]
+    assert second == first
 
 
 @pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.0, 3600.0)})
@@ -297,15 +275,7 @@ def test_a_deferred_sensor_stretches_its_interval_only_when_told_a_callback_come
     without a callback URL (elsewhere), and then the 60 s fallback would be the only poll."""
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AIREITER_DEFAULT",
-        conn_json(
-            aireiter_connection.base_url,
-            aireiter_connection.api_key,
-            callback_base_url="http://127.0.0.1:9",
-            callback_secret="0123456789abcdef0123",
-        ),
-    )
+    use_connection(monkeypatch, aireiter_connection, **CALLBACK_SETTINGS)
     AireiterHook().submit("seedream_v5_lite", {"prompt": "x"}, "watched")  # no callback URL
 
     def complete_2_s_after_the_first_poke() -> None:

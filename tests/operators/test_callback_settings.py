@@ -9,16 +9,18 @@ import pytest
 
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
 from airflow_provider_aireiter.testing.emulator import Emulator
-from tests.conftest import conn_json
-from tests.operators.dagtest_helpers import run_dag
+from tests.conftest import use_connection
+from tests.operators.dagtest_helpers import run_dag, submit_bodies
 
 GOOD_SECRET = "0123456789abcdef0123"
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
-def _use(monkeypatch: pytest.MonkeyPatch, emu: Emulator, **extra: object) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_AIREITER_DEFAULT", conn_json(emu.base_url, emu.api_key, **extra))
+def _one_image(dag_id: str, tmp_path: Path) -> str:
+    """The state of a run of a DAG of one image task."""
+    state, _ = run_dag(dag_id, 'SeedreamV5LiteOperator(task_id="image", prompt="x")', tmp_path)
+    return state
 
 
 @pytest.mark.parametrize(
@@ -33,7 +35,7 @@ def _use(monkeypatch: pytest.MonkeyPatch, emu: Emulator, **extra: object) -> Non
 def test_bad_callback_settings_fail_the_test_button_naming_the_field(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], named: str
 ) -> None:
-    _use(monkeypatch, aireiter_connection, **extra)
+    use_connection(monkeypatch, aireiter_connection, **extra)
     ok, message = AireiterHook().test_connection()
     assert not ok and named in message
     assert "short-secret" not in message  # the secret's value never appears
@@ -44,7 +46,7 @@ def test_bad_callback_settings_fail_the_test_button_naming_the_field(
 def test_half_configured_callbacks_are_reported_by_the_test_button(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _use(monkeypatch, aireiter_connection, callback_base_url="https://airflow.example.com")
+    use_connection(monkeypatch, aireiter_connection, callback_base_url="https://airflow.example.com")
     ok, message = AireiterHook().test_connection()
     assert ok and "callbacks are off until callback_secret is set too" in message
 
@@ -52,17 +54,16 @@ def test_half_configured_callbacks_are_reported_by_the_test_button(
 def test_bad_callback_base_url_fails_before_the_submit(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, logs: Any
 ) -> None:
-    _use(monkeypatch, aireiter_connection, callback_base_url="not a url", callback_secret=GOOD_SECRET)
-    state, _ = run_dag("bad_callback_url", 'SeedreamV5LiteOperator(task_id="image", prompt="x")', tmp_path)
-    assert state == "failed"
+    use_connection(monkeypatch, aireiter_connection, callback_base_url="not a url", callback_secret=GOOD_SECRET)
+    assert _one_image("bad_callback_url", tmp_path) == "failed"
     assert "callback_base_url='not a url'" in logs()
-    assert [r for r in aireiter_connection.requests() if r["path"].endswith("/submit")] == []
+    assert submit_bodies(aireiter_connection) == []
 
 
 def test_half_configured_callbacks_warn_once_and_poll(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, logs: Any
 ) -> None:
-    _use(monkeypatch, aireiter_connection, callback_secret=GOOD_SECRET)
+    use_connection(monkeypatch, aireiter_connection, callback_secret=GOOD_SECRET)
     body = """
     SeedreamV5LiteOperator.partial(task_id="image").expand(prompt=["a", "b", "c"])
     """
@@ -71,16 +72,17 @@ def test_half_configured_callbacks_warn_once_and_poll(
     text = logs()
     assert text.count("sets only one of callback_base_url and callback_secret (callback_base_url is missing)") == 1
     assert "no completion callback URL sent (polling only)" in text
-    assert all("callback_url" not in r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit"))
+    assert all("callback_url" not in body for body in submit_bodies(aireiter_connection))
 
 
 def test_the_log_names_the_callback_url_but_never_its_token(
     aireiter_connection: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, logs: Any
 ) -> None:
-    _use(monkeypatch, aireiter_connection, callback_base_url="http://127.0.0.1:9", callback_secret=GOOD_SECRET)
-    state, _ = run_dag("callback_logged", 'SeedreamV5LiteOperator(task_id="image", prompt="x")', tmp_path)
-    assert state == "success"
-    (submit,) = [r["body"] for r in aireiter_connection.requests() if r["path"].endswith("/submit")]
+    use_connection(
+        monkeypatch, aireiter_connection, callback_base_url="http://127.0.0.1:9", callback_secret=GOOD_SECRET
+    )
+    assert _one_image("callback_logged", tmp_path) == "success"
+    (submit,) = submit_bodies(aireiter_connection)
     url = submit["callback_url"].split("?", 1)[0]  # the emulator redacts the query string in its log
     assert url.startswith("http://127.0.0.1:9/aireiter/callback/aireiter_default/")
     from airflow_provider_aireiter.hooks.aireiter import callback_token

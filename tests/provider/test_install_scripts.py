@@ -35,14 +35,23 @@ def run_helper(tmp_path: Path, apt_body: str | None, *packages: str) -> subproce
     return subprocess.run([str(bin_dir / "bash"), "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
 
-@pytest.mark.skipif(
+AS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
 )
+
+
+def _calls(tmp_path: Path, words: int | None = None) -> list[str]:
+    """The command lines the fake apt-get and dpkg were called with, or their first ``words`` words."""
+    lines = (tmp_path / "calls").read_text().splitlines()
+    return lines if words is None else [" ".join(line.split()[:words]) for line in lines]
+
+
+@AS_ROOT
 def test_installs_quietly_with_update_first(tmp_path: Path) -> None:
     done = run_helper(tmp_path, "echo lots of apt output", "postgresql", "chromium")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "after\n"  # apt's own output is not shown when it works
-    calls = (tmp_path / "calls").read_text().splitlines()
+    calls = _calls(tmp_path)
     assert calls[0] == "apt-get update -q"
     assert calls[1].startswith("apt-get install -y -q --no-install-recommends") and calls[1].endswith(
         "postgresql chromium"
@@ -51,16 +60,14 @@ def test_installs_quietly_with_update_first(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("probe-apt.*")), "the log file is removed"
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
-)
+@AS_ROOT
 def test_a_failing_apt_stops_the_script_and_shows_its_output(tmp_path: Path) -> None:
     # the update works, the install fails: the script stops there, with apt's last lines
     failing_install = 'if [ "$1" = install ]; then echo "E: Unable to locate package ${!#}"; exit 100; fi'
     done = run_helper(tmp_path, failing_install, "no-such-package")
     assert done.returncode == 1
     assert "after" not in done.stdout
-    assert [line.split()[1] for line in (tmp_path / "calls").read_text().splitlines()] == ["update", "install"]
+    assert _calls(tmp_path, 2) == ["apt-get update", "apt-get install"]
     assert "E: Unable to locate package no-such-package" in done.stderr
     assert "probe: apt-get failed, last lines of its output:" in done.stderr
     assert not list(tmp_path.glob("probe-apt.*"))
@@ -72,9 +79,7 @@ def test_no_apt_get_names_what_is_missing(tmp_path: Path) -> None:
     assert "probe: chromium chromium-driver missing and apt-get is unavailable" in done.stderr
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
-)
+@AS_ROOT
 def test_an_install_interrupted_earlier_is_finished_then_retried_once(tmp_path: Path) -> None:
     # The first install meets dpkg's "interrupted" state (an earlier apt-get was killed half-way).
     first_install_fails = (
@@ -85,16 +90,13 @@ def test_an_install_interrupted_earlier_is_finished_then_retried_once(tmp_path: 
     done = run_helper(tmp_path, first_install_fails, "chromium")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "after\n"
-    calls = [" ".join(line.split()[:2]) for line in (tmp_path / "calls").read_text().splitlines()]
+    calls = _calls(tmp_path, 2)
     assert calls == ["apt-get update", "apt-get install", "dpkg --configure", "apt-get install"]
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="as another user the helper goes through sudo, which would install for real"
-)
+@AS_ROOT
 def test_another_failure_is_not_retried(tmp_path: Path) -> None:
     always_fails = 'if [ "$1" = install ]; then echo "E: Unable to fetch some archives"; exit 100; fi'
     done = run_helper(tmp_path, always_fails, "chromium")
     assert done.returncode == 1
-    calls = [line.split()[1] for line in (tmp_path / "calls").read_text().splitlines()]
-    assert calls == ["update", "install"]
+    assert _calls(tmp_path, 2) == ["apt-get update", "apt-get install"]

@@ -70,7 +70,7 @@ def test_duplicates_after_the_quiet_interval_reach_the_waker_and_wake_nothing(ca
     server, waker, _ = start_receiver(min_wake_interval=0)
     waker.waiting["job-1"] = 1
     with server:
-        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
+        url = f"{server.base_url}{_job_1_path()}"
         assert [post(url).json()["woken"] for _ in range(3)] == [1, 0, 0]
     assert waker.calls == ["job-1"] * 3
 
@@ -200,11 +200,19 @@ def test_oversized_body_with_honest_content_length_is_413(receiver: Receiver) ->
     assert receiver.waker.calls == []
 
 
+def _job_1_path() -> str:
+    """job-1's signed callback path."""
+    return f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
+
+
+def _signed_post_head(framing: str) -> bytes:
+    """The head of a JSON POST to job-1's signed callback URL, its body framed by the header ``framing``."""
+    path = _job_1_path()
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n").encode()
+
+
 def test_declared_oversize_is_refused_before_the_body_arrives(receiver: Receiver) -> None:
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
-    ).encode()
+    head = _signed_post_head("Content-Length: 50000000")
     started = time.monotonic()
     status, _ = raw_exchange(receiver.server.port, head, [b"{}"])
     assert status == 413
@@ -214,11 +222,7 @@ def test_declared_oversize_is_refused_before_the_body_arrives(receiver: Receiver
 
 def test_oversized_chunked_body_without_content_length_is_413(receiver: Receiver) -> None:
     receiver.waker.waiting["job-1"] = 1
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n"
-    ).encode()
+    head = _signed_post_head("Transfer-Encoding: chunked")
     piece = b'{"pad": "' + b"x" * 16_000
     chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     status, _ = raw_exchange(receiver.server.port, head, [chunk] * 8 + [b"0\r\n\r\n"])
@@ -230,10 +234,7 @@ def test_body_beyond_a_lying_content_length_is_never_read(receiver: Receiver) ->
     # Content-Length says 10 bytes; 100 KiB follow. Only the declared 10 bytes are the body: they
     # are not valid JSON, so the request is refused and the rest is never treated as its body.
     receiver.waker.waiting["job-1"] = 1
-    path = f"/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
-    ).encode()
+    head = _signed_post_head("Content-Length: 10")
     status, _ = raw_exchange(receiver.server.port, head, [b'{"pad": "' + b"x" * 100_000 + b'"}'])
     assert status == 400
     assert receiver.waker.calls == []
@@ -279,7 +280,7 @@ def test_wake_failure_is_503(callback_conns: None) -> None:
 def test_secret_is_cached_then_refreshed(callback_conns: None) -> None:
     server, _, lookup = start_receiver(secret_ttl=3.0)  # room for five requests on a busy machine
     with server:
-        url = f"{server.base_url}/aireiter/callback/{CONN_ID}/job-1?token={callback_token(SECRET, CONN_ID, 'job-1')}"
+        url = f"{server.base_url}{_job_1_path()}"
         for _ in range(5):
             assert post(url).status_code == 202
         assert lookup.calls == [CONN_ID]
