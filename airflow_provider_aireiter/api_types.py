@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 
@@ -46,18 +48,6 @@ class TaskStatus(str, Enum):
     CANCELED = "canceled"
     EXPIRED = "expired"
     TIMEOUT = "timeout"
-
-
-RUNNING_STATUSES = frozenset(
-    {
-        TaskStatus.PENDING,
-        TaskStatus.SUBMITTED,
-        TaskStatus.QUEUED,
-        TaskStatus.PROCESSING,
-        TaskStatus.RUNNING,
-        TaskStatus.IN_PROGRESS,
-    }
-)
 
 
 SUCCESS_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.SUCCEEDED, TaskStatus.SUCCESS, TaskStatus.FINISHED})
@@ -202,13 +192,16 @@ MAX_DATA_URI_BYTES = 10 * 1024 * 1024
 _DATA_URI = re.compile(r"^data:image/(jpeg|png|webp);base64,", re.IGNORECASE)
 
 
-def _http_url(value: str) -> str:
+def _short(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "..."
+
+
+def _http_url(value: str) -> None:
     if not re.match(r"^https?://[^\s/]+", value, re.IGNORECASE):
         raise ValueError(f"{_short(value)!r} is not a public http(s) URL")
-    return value
 
 
-def _image_ref(value: str) -> str:
+def _image_ref(value: str) -> None:
     match = _DATA_URI.match(value)
     if match:
         payload = value[match.end() :]
@@ -219,112 +212,120 @@ def _image_ref(value: str) -> str:
             base64.b64decode(payload[:4096].ljust(4 * ((min(len(payload), 4096) + 3) // 4), "="), validate=True)
         except ValueError:
             raise ValueError("the data URI's payload is not valid base64") from None
-        return value
+        return
     if value.lower().startswith("data:"):
         raise ValueError(
             f"{_short(value)!r} is not allowed: data URIs must start with data:image/jpeg, png or webp;base64,"
         )
-    return _http_url(value)
+    _http_url(value)
 
 
-def _short(value: str) -> str:
-    return value if len(value) <= 60 else value[:57] + "..."
+def _not_empty(value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be empty")
 
 
-HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+def _positive(value: int) -> None:
+    if value < 1:
+        raise ValueError("must be at least 1")
 
 
-ImageRef = Annotated[StrictStr, AfterValidator(_image_ref)]
+#: what each type is called in an error message
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 
-Prompt = Annotated[StrictStr, AfterValidator(lambda v: v if v.strip() else _fail("must not be empty"))]
+@dataclass(frozen=True)
+class ParamRule:
+    """What one documented param of a model may hold.
+
+    :param type: ``str``, ``int`` (not a bool), ``bool`` or ``list`` (of strings, each checked by ``check``).
+    :param choices: the allowed values, when the reference lists them.
+    :param check: raises ``ValueError`` with what is wrong (for a list: each item).
+    :param max_items: the most items a list may hold.
+    """
+
+    type: type = str
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], None] | None = None
+    max_items: int | None = None
+
+    def problems(self, field: str, value: Any) -> list[str]:
+        """What is wrong with ``value`` for ``field`` (empty when it is allowed)."""
+        if value is None:
+            return [f"{field} is required"] if self.required else []
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            wanted = _TYPE_NAMES[self.type]
+            return [f"{field}={_short(repr(value))} has the wrong type ({type(value).__name__}); it must be {wanted}"]
+        if self.choices and value not in self.choices:
+            return [f"{field}={value!r} is not allowed; allowed: {', '.join(repr(c) for c in self.choices)}"]
+        if isinstance(value, list):
+            if self.max_items is not None and len(value) > self.max_items:
+                return [f"{field} has {len(value)} items; at most {self.max_items} are accepted"]
+            items = [ParamRule(str, check=self.check).problems(f"{field}.{i}", v) for i, v in enumerate(value)]
+            return [problem for found in items for problem in found]
+        try:
+            if self.check is not None:
+                self.check(value)
+        except ValueError as error:
+            return [f"{field}={_short(repr(value))}: {error}"]
+        return []
 
 
-def _fail(message: str) -> Any:
-    raise ValueError(message)
-
-
-class ModelParams(BaseModel):
-    """Base of the per-model parameter rules: unknown keys pass through unchanged."""
-
-    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
-
-
-class SeedreamV5LiteParams(ModelParams):
-    """``seedream_v5_lite`` (image): up to 9 reference images, 8 aspect ratios, 2K or 3K."""
-
-    prompt: Prompt
-    image_url: list[ImageRef] | None = None
-    aspect_ratio: Literal["1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "21:9"] | None = None
-    resolution: Literal["2K", "3K"] | None = None
-    web_search: StrictBool | None = None
-
-
-class Seedance15ProParams(ModelParams):
-    """``seedance_1_5_pro`` (video): 16:9 or 9:16, 720p or 1080p, a whole number of seconds."""
-
-    prompt: Prompt
-    video_length: (
-        Annotated[StrictInt, AfterValidator(lambda v: v if v >= 1 else _fail("must be at least 1"))] | None
-    ) = None
-    aspect_ratio: Literal["16:9", "9:16"] | None = None
-    resolution: Literal["720p", "1080p"] | None = None
-
-
-class Veo31Params(ModelParams):
-    """``veo3_1`` and its channels (video, image-to-video): first and last frame as public URLs."""
-
-    prompt: Prompt
-    image_url: HttpUrl | None = None
-    end_image_url: HttpUrl | None = None
-    aspect_ratio: Literal["16:9", "9:16"] | None = None
-
+PROMPT = ParamRule(str, required=True, check=_not_empty)
+VIDEO_ASPECT_RATIOS = ParamRule(choices=("16:9", "9:16"))
+VEO31_PARAMS = {
+    "prompt": PROMPT,
+    "image_url": ParamRule(check=_http_url),
+    "end_image_url": ParamRule(check=_http_url),
+    "aspect_ratio": VIDEO_ASPECT_RATIOS,
+}
 
 #: channel names of Veo 3.1 -> model id
 VEO31_CHANNELS = {"default": "veo3_1", "base": "veo3_1_base", "plus": "veo3_1_plus"}
 
 
-#: model id -> (rules, kind)
-KNOWN_MODELS: dict[str, tuple[type[ModelParams], str]] = {
-    "seedream_v5_lite": (SeedreamV5LiteParams, "image"),
-    "seedance_1_5_pro": (Seedance15ProParams, "video"),
-    **{model: (Veo31Params, "video") for model in VEO31_CHANNELS.values()},
-    "veo3_1_fast": (Veo31Params, "video"),
+@dataclass(frozen=True)
+class ModelRules:
+    """A model the provider knows: image or video, and the rules of its documented params (by wire name).
+    Params not listed are sent as given (the service may add some)."""
+
+    kind: str
+    params: Mapping[str, ParamRule]
+
+
+#: model id -> its rules, as far as the reference documents them
+KNOWN_MODELS: dict[str, ModelRules] = {
+    "seedream_v5_lite": ModelRules(
+        "image",
+        {
+            "prompt": PROMPT,
+            "image_url": ParamRule(list, check=_image_ref, max_items=9),
+            "aspect_ratio": ParamRule(choices=("1:1", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "21:9")),
+            "resolution": ParamRule(choices=("2K", "3K")),
+            "web_search": ParamRule(bool),
+        },
+    ),
+    "seedance_1_5_pro": ModelRules(
+        "video",
+        {
+            "prompt": PROMPT,
+            "video_length": ParamRule(int, check=_positive),
+            "aspect_ratio": VIDEO_ASPECT_RATIOS,
+            "resolution": ParamRule(choices=("720p", "1080p")),
+        },
+    ),
+    **{model: ModelRules("video", VEO31_PARAMS) for model in (*VEO31_CHANNELS.values(), "veo3_1_fast")},
 }
 
-
 _VIDEO_HINTS = ("veo", "sora", "seedance", "kling", "minimax", "grok_imagine", "video", "hailuo", "wan")
-
-
-_IMAGE_COUNT_LIMITS = {"seedream_v5_lite": 9}
 
 
 def model_kind(model: str) -> str:
     """``"image"`` or ``"video"``: known models from the table, others guessed from the name."""
     if model in KNOWN_MODELS:
-        return KNOWN_MODELS[model][1]
+        return KNOWN_MODELS[model].kind
     return "video" if any(hint in model.lower() for hint in _VIDEO_HINTS) else "image"
-
-
-def _allowed(error: dict[str, Any]) -> str:
-    expected = (error.get("ctx") or {}).get("expected")
-    return f"; allowed: {expected.replace(' or ', ', ')}" if expected else ""
-
-
-def _describe(error: dict[str, Any], field_prefix: str) -> str:
-    loc = [str(p) for p in error.get("loc", ()) if not str(p).startswith(("function-", "constrained-"))]
-    field = ".".join([field_prefix, *loc])
-    value = error.get("input")
-    kind = error.get("type", "")
-    if kind == "missing":
-        return f"{field} is required"
-    if kind == "literal_error":
-        return f"{field}={value!r} is not allowed{_allowed(error)}"
-    if kind in ("string_type", "int_type", "bool_type", "list_type"):
-        wanted = {"string_type": "a string", "int_type": "an integer", "bool_type": "true or false"}.get(kind, "a list")
-        return f"{field}={_short(repr(value))} has the wrong type ({type(value).__name__}); it must be {wanted}"
-    message = str(error.get("msg", "")).removeprefix("Value error, ")
-    return f"{field}={_short(repr(value))}: {message}"
 
 
 def validate_params(
@@ -346,23 +347,16 @@ def validate_params(
         raise AireiterInvalidRequestError(
             f"{field_prefix} must be a dict of the model's params, got {type(params).__name__}: {_short(repr(params))}"
         )
-    rules = KNOWN_MODELS.get(model, (None, ""))[0]
-    if rules is None:
-        return dict(params)
-    limit = _IMAGE_COUNT_LIMITS.get(model)
-    images = params.get("image_url")
-    if limit is not None and isinstance(images, list) and len(images) > limit and "image_url" not in unknown:
-        raise AireiterInvalidRequestError(
-            f"{field_prefix}.image_url has {len(images)} images; {model} accepts at most {limit}."
-        )
-    try:
-        rules.model_validate(params)
-    except ValidationError as exc:
-        found: list[dict[str, Any]] = [dict(e) for e in exc.errors(include_url=False)]
-        known = [e for e in found if not (e.get("loc") and str(next(iter(e["loc"]))) in unknown)]
-        if known:
-            problems = "; ".join(_describe(e, field_prefix) for e in known)
-            raise AireiterInvalidRequestError(f"Invalid params for {model}: {problems}.") from None
+    rules = KNOWN_MODELS.get(model)
+    if rules is not None:
+        problems = [
+            problem
+            for key, rule in rules.params.items()
+            if key not in unknown
+            for problem in rule.problems(f"{field_prefix}.{key}", params.get(key))
+        ]
+        if problems:
+            raise AireiterInvalidRequestError(f"Invalid params for {model}: {'; '.join(problems)}.")
     return dict(params)
 
 

@@ -124,11 +124,13 @@ async def measure(base_url: str, key: str, ids: list[str], rounds: int) -> dict[
 
     @contextlib.contextmanager
     def answered_from_memory() -> Iterator[None]:
-        async_transport.loop_transport = lambda: canned  # type: ignore[assignment,return-value]
+        from airflow_provider_aireiter.hooks import aireiter as hook_module
+
+        async_transport.loop_transport = hook_module.loop_transport = lambda: canned  # type: ignore[assignment,return-value]
         try:
             yield
         finally:
-            async_transport.loop_transport = real_transport
+            async_transport.loop_transport = hook_module.loop_transport = real_transport
 
     async def from_memory(k: int) -> Any:
         return await canned.post()

@@ -474,13 +474,14 @@ class Answer:
     body: bytes
 
 
-def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, ...), or ``None``.
+def proxy_for(url: str, proxies: Mapping[str, str]) -> str | None:
+    """The proxy ``proxies`` (the environment's ``HTTPS_PROXY``... as ``urllib.request.getproxies()``
+    reads them) name for ``url``, unless ``NO_PROXY`` exempts its host; or ``None``.
 
     Not aiohttp's ``trust_env``: it also reads ``.netrc``, in a thread of the default executor, on every request.
     """
     parts = urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme.lower())
+    proxy = proxies.get(parts.scheme.lower())
     if not proxy or urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
         return None
     return proxy
@@ -515,6 +516,8 @@ class LoopTransport:
         self.max_in_flight = max_in_flight
         self.slots = asyncio.Semaphore(max_in_flight)
         self._session: aiohttp.ClientSession | None = None
+        #: the environment's proxies, read with the session (like its other settings)
+        self.proxies: Mapping[str, str] = {}
         self._settings: dict[str, tuple[float, asyncio.Future[Any]]] = {}
         self.closer: AsyncIterator[None] | None = None
         self.closer_started: asyncio.Future[None] | None = None
@@ -525,6 +528,7 @@ class LoopTransport:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_in_flight, ssl=default_ssl_context())
             self._session = aiohttp.ClientSession(connector=connector)
+            self.proxies = urllib.request.getproxies()
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
@@ -535,7 +539,9 @@ class LoopTransport:
             # sock_connect tells a timeout while connecting apart (nothing was sent then)
             limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
             try:
-                request = self.session().post(url, data=body, headers=headers, timeout=limits, proxy=proxy_for(url))
+                session = self.session()
+                proxy = proxy_for(url, self.proxies)
+                request = session.post(url, data=body, headers=headers, timeout=limits, proxy=proxy)
                 async with request as response:
                     data = await _read_limited(response, MAX_ANSWER_BYTES)
                     return Answer(response.status, response.headers, data)

@@ -13,6 +13,8 @@ inside the methods that use them: a DAG file importing this module does not pay 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
@@ -107,6 +109,21 @@ class AireiterWaitMixin:
     #: seconds of "api task not found" after which a wait fails (``None``: wait for the task to appear)
     not_found_grace: float | None = None
     log: Any
+
+    def init_wait(
+        self,
+        aireiter_conn_id: str,
+        output_path: Any,
+        callback_poll_interval: float,
+        max_outage: float | timedelta | None,
+        deferrable: bool,
+    ) -> None:
+        """Set the wait's arguments, shared by the operators' and the sensor's ``__init__``."""
+        self.aireiter_conn_id = aireiter_conn_id
+        self.output_path = output_path
+        self.callback_poll_interval = callback_poll_interval
+        self.max_outage = max_outage.total_seconds() if isinstance(max_outage, timedelta) else max_outage
+        self.deferrable = deferrable
 
     def _hook(self) -> AireiterHook:
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
@@ -432,6 +449,10 @@ def _as_bool(value: Any) -> Any:
     return value
 
 
+#: a model argument's annotation (its first word) -> how a rendered template string becomes its value
+_COERCE: dict[str, Callable[[Any], Any]] = {"int": _as_int, "bool": _as_bool}
+
+
 @dataclass(frozen=True)
 class ModelArg:
     """One argument of a model operator.
@@ -445,6 +466,35 @@ class ModelArg:
     name: str
     param: str | None
     coerce: Callable[[Any], Any] | None = None
+
+
+def model_arguments(wire: Mapping[str, str | None] | None = None) -> Callable[[Callable[..., None]], Any]:
+    """Declare a model operator's arguments once: by the signature of the ``__init__`` it decorates.
+
+    Each keyword-only argument (but ``extra_params``) is a param, sent under its own name unless
+    ``wire`` renames it (``None``: not a param, such as Veo's ``channel``); an ``int`` or ``bool``
+    annotation reads a rendered template string as one. The decorated body is never run.
+    """
+
+    def decorate(declared: Callable[..., None]) -> Any:
+        parameters = inspect.signature(declared).parameters.values()
+        declared_args = [p for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "extra_params"]
+        table = tuple(
+            ModelArg(p.name, (wire or {}).get(p.name, p.name), _COERCE.get(str(p.annotation).split(" ")[0]))
+            for p in declared_args
+        )
+        defaults = {p.name: None if p.default is p.empty else p.default for p in declared_args}
+
+        @functools.wraps(declared)
+        def __init__(self: AireiterModelOperator, **kwargs: Any) -> None:
+            values = {name: kwargs.pop(name, default) for name, default in defaults.items()}
+            extra_params = kwargs.pop("extra_params", None)
+            AireiterModelOperator.__init__(self, model_values=values, extra_params=extra_params, **kwargs)
+
+        __init__.model_args = table  # type: ignore[attr-defined]
+        return __init__
+
+    return decorate
 
 
 class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
@@ -517,20 +567,16 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         super().__init__(**kwargs)
         self.model = model
         self.model_params = model_params if model_params is not None else {}
-        self.aireiter_conn_id = aireiter_conn_id
+        self.init_wait(aireiter_conn_id, output_path, callback_poll_interval, max_outage, deferrable)
         self.out_task_id = out_task_id
         self.callback_url = callback_url
         self.use_callback = use_callback
         self.metadata = metadata
         self.wait_for_completion = wait_for_completion
         self.poll_interval = poll_interval
-        self.callback_poll_interval = callback_poll_interval
         self.wait_timeout = timeout
-        self.output_path = output_path
         self.regenerate_finished = regenerate_finished
-        self.max_outage = None if max_outage is None else _seconds(max_outage, 0.0)
         self.not_found_grace = NOT_FOUND_GRACE_SECONDS
-        self.deferrable = deferrable
         self.check_values(self._values(), at_parse_time=True)
 
     # -------------------------------------------------------------- parameters (one piece of code)
@@ -793,6 +839,7 @@ class AireiterModelOperator(AireiterGenerateOperator):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls.model_args = getattr(cls.__init__, "model_args", cls.model_args)
         cls.template_fields = (
             *AireiterGenerateOperator.template_fields,
             *(arg.name for arg in cls.model_args),
@@ -834,11 +881,6 @@ class AireiterModelOperator(AireiterGenerateOperator):
         return cls.model_id
 
 
-def _model_values(local_names: Mapping[str, Any], table: tuple[ModelArg, ...]) -> dict[str, Any]:
-    """A model operator's ``__init__`` arguments named in its table."""
-    return {arg.name: local_names.get(arg.name) for arg in table}
-
-
 class SeedreamV5LiteOperator(AireiterModelOperator):
     """Generate an image with Seedream 5.0 Lite (model ``seedream_v5_lite``).
 
@@ -854,14 +896,8 @@ class SeedreamV5LiteOperator(AireiterModelOperator):
     """
 
     model_id = "seedream_v5_lite"
-    model_args = (
-        ModelArg("prompt", "prompt"),
-        ModelArg("image_urls", "image_url"),
-        ModelArg("aspect_ratio", "aspect_ratio"),
-        ModelArg("resolution", "resolution"),
-        ModelArg("web_search", "web_search", _as_bool),
-    )
 
+    @model_arguments(wire={"image_urls": "image_url"})
     def __init__(
         self,
         *,
@@ -872,8 +908,7 @@ class SeedreamV5LiteOperator(AireiterModelOperator):
         web_search: bool | None = None,
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:
-        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
+    ) -> None: ...
 
 
 class Seedance15ProOperator(AireiterModelOperator):
@@ -889,13 +924,8 @@ class Seedance15ProOperator(AireiterModelOperator):
     """
 
     model_id = "seedance_1_5_pro"
-    model_args = (
-        ModelArg("prompt", "prompt"),
-        ModelArg("video_length", "video_length", _as_int),
-        ModelArg("aspect_ratio", "aspect_ratio"),
-        ModelArg("resolution", "resolution"),
-    )
 
+    @model_arguments()
     def __init__(
         self,
         *,
@@ -905,8 +935,7 @@ class Seedance15ProOperator(AireiterModelOperator):
         resolution: str | None = None,
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:
-        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
+    ) -> None: ...
 
 
 class Veo31Operator(AireiterModelOperator):
@@ -923,14 +952,8 @@ class Veo31Operator(AireiterModelOperator):
     """
 
     model_id = VEO31_CHANNELS["default"]
-    model_args = (
-        ModelArg("prompt", "prompt"),
-        ModelArg("image_url", "image_url"),
-        ModelArg("end_image_url", "end_image_url"),
-        ModelArg("aspect_ratio", "aspect_ratio"),
-        ModelArg("channel", None),
-    )
 
+    @model_arguments(wire={"channel": None})
     def __init__(
         self,
         *,
@@ -941,8 +964,7 @@ class Veo31Operator(AireiterModelOperator):
         channel: str = "default",
         extra_params: dict[str, Any] | None = None,
         **kwargs: Any,
-    ) -> None:
-        super().__init__(model_values=_model_values(locals(), self.model_args), extra_params=extra_params, **kwargs)
+    ) -> None: ...
 
     @classmethod
     def model_for(cls, values: Mapping[str, Any]) -> Any:

@@ -80,12 +80,8 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.out_task_id = out_task_id
-        self.aireiter_conn_id = aireiter_conn_id
-        self.output_path = output_path
-        self.deferrable = deferrable
+        self.init_wait(aireiter_conn_id, output_path, callback_poll_interval, max_outage, deferrable)
         self.expect_callback = expect_callback
-        self.callback_poll_interval = callback_poll_interval
-        self.max_outage = max_outage.total_seconds() if isinstance(max_outage, timedelta) else max_outage
         self._missing_logged = False
         self._outage: OutageLog | None = None
 

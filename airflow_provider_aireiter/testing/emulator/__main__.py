@@ -65,17 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faults = json.loads(args.faults) if args.faults else None
-    emu = Emulator(
-        api_key=args.api_key,
-        speed=args.speed,
-        host=args.host,
-        port=args.port,
-        credits=args.credits,
-        duplicate_policy=args.duplicate_policy,
-        seed=args.seed,
-        hide_task_id=args.hide_task_id,
-        faults=faults,
-    )
+    options = ("api_key", "speed", "host", "port", "credits", "duplicate_policy", "seed", "hide_task_id")
+    emu = Emulator(faults=faults, **{name: getattr(args, name) for name in options})
     done = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
