@@ -48,13 +48,13 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import cachetools
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.trigger import Trigger
 from airflow.triggers.base import TriggerEvent
@@ -151,33 +151,19 @@ def default_waker(conn_id: str, out_task_id: str) -> WakeResult:
 
 
 class _TtlCache:
-    """A small ``key -> value`` memory with expiry and a size bound (secrets, recent wake-ups)."""
+    """``key -> value`` with expiry and a size bound (cachetools), safe across the API server's threads."""
 
     def __init__(self, ttl: float, limit: int = 1024) -> None:
-        self.ttl = ttl
-        self.limit = limit
-        self._items: dict[str, tuple[float, Any]] = {}
+        self._items: cachetools.TTLCache[str, Any] = cachetools.TTLCache(maxsize=limit, ttl=ttl)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> tuple[bool, Any]:
         with self._lock:
-            hit = self._items.get(key)
-            if hit is None:
-                return False, None
-            if hit[0] <= time.monotonic():
-                del self._items[key]
-                return False, None
-            return True, hit[1]
+            return (True, self._items[key]) if key in self._items else (False, None)
 
     def put(self, key: str, value: Any) -> None:
-        now = time.monotonic()
         with self._lock:
-            if len(self._items) >= self.limit:
-                for stale in [k for k, (expires, _) in self._items.items() if expires <= now]:
-                    del self._items[stale]
-                if len(self._items) >= self.limit:  # still full of live entries: drop the oldest
-                    self._items.pop(next(iter(self._items)))
-            self._items[key] = (now + self.ttl, value)
+            self._items[key] = value
 
 
 @dataclass
@@ -554,44 +540,16 @@ class WakeResult:
     held_until: float | None = None
 
 
-class _WaitingMemo:
-    """``(trigger id, created_date) -> WaitState | None``, bounded, thread-safe (the API server uses threads)."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._items: OrderedDict[_TriggerKey, WaitState | None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def split(self, keys: list[_TriggerKey]) -> tuple[dict[_TriggerKey, WaitState | None], list[_TriggerKey]]:
-        """The known values among ``keys``, and the keys not known yet."""
-        known: dict[_TriggerKey, WaitState | None] = {}
-        missing: list[_TriggerKey] = []
-        with self._lock:
-            for key in keys:
-                if key in self._items:
-                    known[key] = self._items[key]
-                    self._items.move_to_end(key)
-                else:
-                    missing.append(key)
-        return known, missing
-
-    def store(self, values: dict[_TriggerKey, WaitState | None]) -> None:
-        with self._lock:
-            self._items.update(values)
-            while len(self._items) > self._limit:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_memo = _WaitingMemo(_MEMO_LIMIT)
+#: what each deferred trigger row waits for, by (trigger id, created_date): kwargs never change after a
+#: row is written, so a later wake-up decrypts only the triggers created since (bounded, least recent out)
+_memo: cachetools.LRUCache[_TriggerKey, WaitState | None] = cachetools.LRUCache(maxsize=_MEMO_LIMIT)
+_memo_lock = threading.Lock()
 
 
 def clear_memo() -> None:
     """Forget every remembered trigger (for tests; never needed for correctness)."""
-    _memo.clear()
+    with _memo_lock:
+        _memo.clear()
 
 
 class _Unreadable(Exception):
@@ -666,10 +624,13 @@ def _decrypt(keys: list[_TriggerKey], session: Session) -> dict[_TriggerKey, Wai
 def find_waiting_triggers(conn_id: str, out_task_id: str, *, session: Session) -> dict[int, WaitState]:
     """The ``AireiterTaskTrigger`` rows of ``conn_id`` for ``out_task_id`` that have a ``DEFERRED`` task instance."""
     keys = _deferred_trigger_keys(session)
-    known, missing = _memo.split(keys)
+    with _memo_lock:
+        known = {key: _memo[key] for key in keys if key in _memo}
+    missing = [key for key in keys if key not in known]
     if missing:
         fresh = _decrypt(missing, session)
-        _memo.store(fresh)
+        with _memo_lock:
+            _memo.update(fresh)
         known.update(fresh)
     return {
         trigger_id: waiting
