@@ -187,7 +187,6 @@ def _floor_factory(poll: float, deadline: float, polls: list[int]) -> Callable[[
                 shared["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32))
             session = shared["session"]
             body = json.dumps({"out_task_id": self.out_id}).encode()
-            loop = asyncio.get_running_loop()
             while time.time() < deadline:
                 polls[0] += 1
                 async with slots, session.post(url, data=body, headers=headers) as response:
