@@ -1,11 +1,11 @@
-"""The types of the AIReiter API: what a request may hold and what an answer means.
+"""What a request to AIReiter may hold, checked before any credit is spent.
 
-* ``out_task_id``: the caller-chosen id that makes a retried task reattach instead of paying twice;
-* the parameter rules of the models the provider knows, checked before any credit is spent;
-* task statuses, submit results and task information, as the hook returns them.
+* the parameter rules of the models the provider knows (one table, :data:`KNOWN_MODELS`);
+* ``out_task_id``: the caller-chosen id that makes a retried task reattach instead of paying twice.
 
-Only plain JSON crosses an Airflow boundary (XCom, trigger kwargs and events): use
-``model_dump(mode="json")`` and :meth:`TaskInfo.model_validate` on the other side.
+Plain Python only: a DAG file using the operators runs these checks at every parse. What an answer
+means (statuses, :class:`~airflow_provider_aireiter.hooks.transport.TaskInfo`) is read in
+:mod:`airflow_provider_aireiter.hooks.transport`.
 """
 
 from __future__ import annotations
@@ -14,176 +14,9 @@ import base64
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, NamedTuple
 
 from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
-
-
-# -------------------------------------------------------- statuses and answers
-class TaskStatus(str, Enum):
-    """Task statuses the service is known (or suspected) to report.
-
-    Only ``pending``, ``processing``, ``completed`` and ``failed`` (and ``submitted`` on the
-    ``gpt_image_2_official`` channel) are seen in real traffic; the others are handled defensively.
-    A status outside this enum is treated as still running (see :func:`classify_status`).
-    """
-
-    PENDING = "pending"
-    SUBMITTED = "submitted"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    RUNNING = "running"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    SUCCEEDED = "succeeded"
-    SUCCESS = "success"
-    FINISHED = "finished"
-    FAILED = "failed"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    TIMEOUT = "timeout"
-
-
-SUCCESS_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.SUCCEEDED, TaskStatus.SUCCESS, TaskStatus.FINISHED})
-
-
-FAILURE_STATUSES = frozenset(
-    {
-        TaskStatus.FAILED,
-        TaskStatus.ERROR,
-        TaskStatus.CANCELLED,
-        TaskStatus.CANCELED,
-        TaskStatus.EXPIRED,
-        TaskStatus.TIMEOUT,
-    }
-)
-
-
-# Numeric codes seen in one client: 0/1 queued/running, 2 success, 3/4 failure.
-_NUMERIC_STATUS = {
-    "0": TaskStatus.PENDING,
-    "1": TaskStatus.PROCESSING,
-    "2": TaskStatus.COMPLETED,
-    "3": TaskStatus.FAILED,
-    "4": TaskStatus.FAILED,
-}
-
-
-class StatusKind(str, Enum):
-    """What a status means for a waiter."""
-
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILURE = "failure"
-    UNKNOWN = "unknown"
-
-
-def normalize_status(raw: Any) -> str:
-    """Lower-case a status as the service sent it (numeric codes become their names)."""
-    text = str(raw).strip().lower() if raw is not None else ""
-    if text in _NUMERIC_STATUS:
-        return _NUMERIC_STATUS[text].value
-    return text
-
-
-def classify_status(status: str) -> StatusKind:
-    """Say whether a (normalized) status means running, success or failure.
-
-    Unknown statuses return :attr:`StatusKind.UNKNOWN`; callers keep waiting on them (bounded by
-    their timeout) and warn once.
-    """
-    try:
-        member = TaskStatus(status)
-    except ValueError:
-        return StatusKind.UNKNOWN
-    if member in SUCCESS_STATUSES:
-        return StatusKind.SUCCESS
-    if member in FAILURE_STATUSES:
-        return StatusKind.FAILURE
-    return StatusKind.RUNNING
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
-
-
-class SubmitResult(_Model):
-    """What the service answered to a submit.
-
-    :param out_task_id: the caller's id, the key for every later query.
-    :param task_id: the service's id (``order_...``); ``None`` when the service sent ``""``.
-    :param reattached: ``True`` when no new task was created because the service already knew the id.
-    """
-
-    out_task_id: str
-    task_id: str | None = None
-    status: str = TaskStatus.PENDING.value
-    estimated_credits: float | None = None
-    created_at: str | None = None
-    reattached: bool = False
-
-    @classmethod
-    def reattached_to(cls, existing: TaskInfo, out_task_id: str) -> SubmitResult:
-        """The result of a submit that found the task already there (nothing new was created)."""
-        return cls(
-            out_task_id=out_task_id,
-            task_id=existing.task_id,
-            status=existing.status,
-            created_at=existing.created_at,
-            reattached=True,
-        )
-
-
-class TaskOutput(_Model):
-    """One generated file, as the service lists it."""
-
-    url: str
-
-
-class TaskInfo(_Model):
-    """A task as the query endpoint reports it.
-
-    Built by :func:`airflow_provider_aireiter.hooks.transport.parse_task_info`, which tolerates the
-    service's shape variations (error as a string or an object, output URLs under other keys).
-    """
-
-    out_task_id: str | None = None
-    task_id: str | None = None
-    status: str
-    model: str | None = None
-    created_at: str | None = None
-    completed_at: str | None = None
-    credits_used: float | None = None
-    outputs: list[TaskOutput] = Field(default_factory=list)
-    error: str | None = None
-    error_code: str | None = None
-    metadata: dict[str, Any] | None = None
-    #: the request the service echoes (``input``: ``model`` and ``params``), to tell whether a task found
-    #: by its id was made from the request a retry would send. Never dumped: it stays on the worker
-    #: (a reference image can be a large data URI).
-    request: dict[str, Any] | None = Field(default=None, exclude=True)
-
-    @property
-    def kind(self) -> StatusKind:
-        """Running, success, failure or unknown."""
-        return classify_status(self.status)
-
-    @property
-    def is_terminal(self) -> bool:
-        """Whether the task will not change any more."""
-        return self.kind in (StatusKind.SUCCESS, StatusKind.FAILURE)
-
-    @property
-    def output_urls(self) -> list[str]:
-        """The URLs of the generated files, in the service's order."""
-        return [o.url for o in self.outputs]
-
 
 # ----------------------------------------- parameter rules of the known models
 MAX_DATA_URI_BYTES = 10 * 1024 * 1024
@@ -234,7 +67,6 @@ def _positive(value: int) -> None:
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
 
 
-@dataclass(frozen=True)
 class ParamRule:
     """What one documented param of a model may hold.
 
@@ -244,11 +76,19 @@ class ParamRule:
     :param max_items: the most items a list may hold.
     """
 
-    type: type = str
-    required: bool = False
-    choices: tuple[str, ...] = ()
-    check: Callable[[Any], None] | None = None
-    max_items: int | None = None
+    # A plain class: a dataclass would cost every DAG parse a millisecond of generated code.
+    __slots__ = ("check", "choices", "max_items", "required", "type")
+
+    def __init__(
+        self,
+        type: type = str,
+        *,
+        required: bool = False,
+        choices: tuple[str, ...] = (),
+        check: Callable[[Any], None] | None = None,
+        max_items: int | None = None,
+    ) -> None:
+        self.type, self.required, self.choices, self.check, self.max_items = type, required, choices, check, max_items
 
     def problems(self, field: str, value: Any) -> list[str]:
         """What is wrong with ``value`` for ``field`` (empty when it is allowed)."""
@@ -285,8 +125,7 @@ VEO31_PARAMS = {
 VEO31_CHANNELS = {"default": "veo3_1", "base": "veo3_1_base", "plus": "veo3_1_plus"}
 
 
-@dataclass(frozen=True)
-class ModelRules:
+class ModelRules(NamedTuple):
     """A model the provider knows: image or video, and the rules of its documented params (by wire name).
     Params not listed are sent as given (the service may add some)."""
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_aireiter.compat import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
-    from airflow_provider_aireiter.api_types import TaskInfo
+    from airflow_provider_aireiter.hooks.transport import TaskInfo
 
 
 class ErrorReason(str, Enum):

@@ -21,12 +21,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_aireiter.api_types import StatusKind, TaskInfo
 from airflow_provider_aireiter.exceptions import (
     AireiterError,
     AireiterRateLimitedError,
     AireiterTaskNotFoundError,
 )
+from airflow_provider_aireiter.hooks.transport import StatusKind, TaskInfo
 
 if TYPE_CHECKING:
     import tenacity

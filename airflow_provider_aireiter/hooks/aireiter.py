@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_aireiter import __version__
-from airflow_provider_aireiter.api_types import SubmitResult, TaskInfo
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
@@ -46,6 +45,8 @@ from airflow_provider_aireiter.hooks.transport import (
     TIMEOUT_CONNECTING,
     TLS_CERTIFICATE,
     TLS_FAILED,
+    SubmitResult,
+    TaskInfo,
     TransportError,
     TransportFailure,
     from_requests,

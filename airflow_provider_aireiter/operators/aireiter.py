@@ -20,16 +20,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
 from airflow_provider_aireiter.api_types import (
     VEO31_CHANNELS,
-    SubmitResult,
-    TaskInfo,
     attempt_id,
     check_out_task_id,
     default_out_task_id,
@@ -51,9 +48,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
-    from airflow_provider_aireiter.api_types import SubmitResult, TaskInfo
     from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    from airflow_provider_aireiter.hooks.transport import SubmitResult, TaskInfo
     from airflow_provider_aireiter.triggers.aireiter import WaitState
 
 
@@ -313,6 +310,8 @@ def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
 
 def task_from_event(event: Any, out_task_id: str) -> TaskInfo:
     """Turn a trigger event into a finished task, or raise the error it stands for."""
+    from airflow_provider_aireiter.hooks.transport import TaskInfo
+
     if not isinstance(event, dict) or event.get("status") not in ("success", "failed", "timeout", "error"):
         raise AireiterResponseError(
             f"Resumed from the trigger with an unexpected event {str(event)[:200]!r} for {out_task_id!r}; "
@@ -453,8 +452,7 @@ def _as_bool(value: Any) -> Any:
 _COERCE: dict[str, Callable[[Any], Any]] = {"int": _as_int, "bool": _as_bool}
 
 
-@dataclass(frozen=True)
-class ModelArg:
+class ModelArg(NamedTuple):
     """One argument of a model operator.
 
     :param name: the operator's keyword argument (a template field).
@@ -686,7 +684,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         task was cleared: :meth:`_request_changes`), and, with ``regenerate_finished``, one that
         completed; past ``base-r<n>`` only for the last two. Returns the task as read when reattached.
         """
-        from airflow_provider_aireiter.api_types import StatusKind, SubmitResult
+        from airflow_provider_aireiter.hooks.transport import StatusKind, SubmitResult
 
         base = self._base_out_task_id(context)
         try_number = max(1, int(getattr(context.get("ti"), "try_number", 1) or 1))

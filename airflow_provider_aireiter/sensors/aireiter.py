@@ -21,9 +21,9 @@ from airflow_provider_aireiter.operators.aireiter import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_aireiter.api_types import TaskInfo
     from airflow_provider_aireiter.exceptions import AireiterTimeoutError
     from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+    from airflow_provider_aireiter.hooks.transport import TaskInfo
     from airflow_provider_aireiter.retry import OutageLog
 
 

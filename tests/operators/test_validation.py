@@ -148,7 +148,7 @@ def test_partial_arguments_are_validated_at_parse_time_like_unmapped_ones() -> N
 
 def test_a_reattach_counts_as_changed_only_what_certainly_differs() -> None:
     """A false "changed" would pay again on every retry: spelling differences of the echo do not count."""
-    from airflow_provider_aireiter.api_types import TaskInfo
+    from airflow_provider_aireiter.hooks.transport import TaskInfo
     from airflow_provider_aireiter.operators.aireiter import SeedreamV5LiteOperator, Veo31Operator
 
     def changes(op: object, params: dict[str, Any], echoed: dict[str, Any] | None) -> list[str] | None:

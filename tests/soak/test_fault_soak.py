@@ -37,8 +37,9 @@ import pytest
 import requests
 
 import airflow_provider_aireiter.exceptions as aireiter_exceptions
-from airflow_provider_aireiter.api_types import StatusKind, attempt_id
+from airflow_provider_aireiter.api_types import attempt_id
 from airflow_provider_aireiter.hooks.aireiter import AireiterHook
+from airflow_provider_aireiter.hooks.transport import StatusKind
 from airflow_provider_aireiter.retry import AireiterRetryPolicy
 from airflow_provider_aireiter.testing.emulator import Emulator, Fault
 from tests.operators.dagtest_helpers import run_dag
