@@ -20,8 +20,6 @@ from airflow_provider_aireiter.exceptions import AireiterInvalidRequestError
 
 # ----------------------------------------- parameter rules of the known models
 MAX_DATA_URI_BYTES = 10 * 1024 * 1024
-
-
 _DATA_URI = re.compile(r"^data:image/(jpeg|png|webp);base64,", re.IGNORECASE)
 
 
@@ -120,7 +118,6 @@ VEO31_PARAMS = {
     "end_image_url": ParamRule(check=_http_url),
     "aspect_ratio": VIDEO_ASPECT_RATIOS,
 }
-
 #: channel names of Veo 3.1 -> model id
 VEO31_CHANNELS = {"default": "veo3_1", "base": "veo3_1_base", "plus": "veo3_1_plus"}
 
@@ -156,7 +153,6 @@ KNOWN_MODELS: dict[str, ModelRules] = {
     ),
     **{model: ModelRules("video", VEO31_PARAMS) for model in (*VEO31_CHANNELS.values(), "veo3_1_fast")},
 }
-
 _VIDEO_HINTS = ("veo", "sora", "seedance", "kling", "minimax", "grok_imagine", "video", "hailuo", "wan")
 
 
@@ -201,11 +197,7 @@ def validate_params(
 
 # ----------------------------------------------------------------- out_task_id
 MAX_LENGTH = 64
-
-
 _ALLOWED = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 
 

@@ -15,7 +15,6 @@ DEFAULT_CONN_ID = "aireiter_default"
 #: seconds after a deferral before the provider resumes the task (``[aireiter] resume_settle_seconds``,
 #: see :mod:`airflow_provider_aireiter.triggers.aireiter`)
 DEFAULT_SETTLE_SECONDS = 15.0
-
 PACKAGE_NAME = "airflow-provider-aireiter"
 
 

@@ -34,12 +34,8 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------ the retry policy
 T = TypeVar("T")
-
-
 #: the shortest pause between two failed queries of a wait (seconds)
 MIN_WAIT_PAUSE = 0.1
-
-
 #: while a wait's queries keep failing, one warning at the first failure, then at most one per this many seconds
 OUTAGE_WARNING_SECONDS = 60.0
 

@@ -67,18 +67,10 @@ if TYPE_CHECKING:
 
 
 DEFAULT_BASE_URL = "https://aireiter.com"
-
-
 API_PREFIX = "/api/openapi"
-
-
 DEFAULT_TIMEOUT = 60.0
-
-
 #: what an API key may contain: visible ASCII, as a Bearer token must
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
-
-
 #: shortest callback signing secret accepted
 MIN_CALLBACK_SECRET_CHARS = 16
 
@@ -500,8 +492,6 @@ def failure_message(error: AireiterError, base_url: str, entered_host: str | Non
 
 # -------------------------------------------------------------------- the hook
 T = TypeVar("T")
-
-
 USER_AGENT = f"airflow-provider-aireiter/{__version__} (+Apache Airflow provider)"
 
 

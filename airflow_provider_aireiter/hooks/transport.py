@@ -54,55 +54,14 @@ if TYPE_CHECKING:  # aiohttp is imported by the triggers' requests only: a DAG p
 
 
 # ------------------------------------------------------------- the answers' types
-class TaskStatus(str, Enum):
-    """Task statuses the service is known (or suspected) to report.
-
-    Only ``pending``, ``processing``, ``completed`` and ``failed`` (and ``submitted`` on the
-    ``gpt_image_2_official`` channel) are seen in real traffic; the others are handled defensively.
-    A status outside this enum is treated as still running (see :func:`classify_status`).
-    """
-
-    PENDING = "pending"
-    SUBMITTED = "submitted"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    RUNNING = "running"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    SUCCEEDED = "succeeded"
-    SUCCESS = "success"
-    FINISHED = "finished"
-    FAILED = "failed"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    TIMEOUT = "timeout"
-
-
-SUCCESS_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.SUCCEEDED, TaskStatus.SUCCESS, TaskStatus.FINISHED})
-
-
-FAILURE_STATUSES = frozenset(
-    {
-        TaskStatus.FAILED,
-        TaskStatus.ERROR,
-        TaskStatus.CANCELLED,
-        TaskStatus.CANCELED,
-        TaskStatus.EXPIRED,
-        TaskStatus.TIMEOUT,
-    }
-)
-
-
-# Numeric codes seen in one client: 0/1 queued/running, 2 success, 3/4 failure.
-_NUMERIC_STATUS = {
-    "0": TaskStatus.PENDING,
-    "1": TaskStatus.PROCESSING,
-    "2": TaskStatus.COMPLETED,
-    "3": TaskStatus.FAILED,
-    "4": TaskStatus.FAILED,
-}
+#: Task statuses by meaning. Only ``pending``, ``processing``, ``completed`` and ``failed`` (and
+#: ``submitted`` on the ``gpt_image_2_official`` channel) are seen in real traffic; the others are
+#: handled defensively. A status in none of them is treated as still running, with a warning.
+RUNNING_STATUSES = frozenset({"pending", "submitted", "queued", "processing", "running", "in_progress"})
+SUCCESS_STATUSES = frozenset({"completed", "succeeded", "success", "finished"})
+FAILURE_STATUSES = frozenset({"failed", "error", "cancelled", "canceled", "expired", "timeout"})
+#: numeric codes seen in one client: 0/1 queued/running, 2 success, 3/4 failure
+_NUMERIC_STATUS = {"0": "pending", "1": "processing", "2": "completed", "3": "failed", "4": "failed"}
 
 
 class StatusKind(str, Enum):
@@ -117,9 +76,7 @@ class StatusKind(str, Enum):
 def normalize_status(raw: Any) -> str:
     """Lower-case a status as the service sent it (numeric codes become their names)."""
     text = str(raw).strip().lower() if raw is not None else ""
-    if text in _NUMERIC_STATUS:
-        return _NUMERIC_STATUS[text].value
-    return text
+    return _NUMERIC_STATUS.get(text, text)
 
 
 def classify_status(status: str) -> StatusKind:
@@ -128,15 +85,11 @@ def classify_status(status: str) -> StatusKind:
     Unknown statuses return :attr:`StatusKind.UNKNOWN`; callers keep waiting on them (bounded by
     their timeout) and warn once.
     """
-    try:
-        member = TaskStatus(status)
-    except ValueError:
-        return StatusKind.UNKNOWN
-    if member in SUCCESS_STATUSES:
+    if status in SUCCESS_STATUSES:
         return StatusKind.SUCCESS
-    if member in FAILURE_STATUSES:
+    if status in FAILURE_STATUSES:
         return StatusKind.FAILURE
-    return StatusKind.RUNNING
+    return StatusKind.RUNNING if status in RUNNING_STATUSES else StatusKind.UNKNOWN
 
 
 class _Model(BaseModel):
@@ -153,7 +106,7 @@ class SubmitResult(_Model):
 
     out_task_id: str
     task_id: str | None = None
-    status: str = TaskStatus.PENDING.value
+    status: str = "pending"
     estimated_credits: float | None = None
     created_at: str | None = None
     reattached: bool = False
@@ -217,23 +170,11 @@ class TaskInfo(_Model):
 
 # ------------------------------------------------------------------ transport failures
 TIMEOUT_CONNECTING = "timed out connecting"
-
-
 TIMEOUT_ANSWERING = "timed out waiting for the answer"
-
-
 COULD_NOT_CONNECT = "could not connect"
-
-
 RESET = "connection was reset or closed"
-
-
 TLS_CERTIFICATE = "TLS certificate check failed"
-
-
 TLS_FAILED = "TLS failed"
-
-
 TOO_LARGE = "the answer is larger than allowed"
 
 
@@ -325,8 +266,6 @@ def _is_connect_failure(exc: Exception) -> bool:
 # ------------------------------------------------------------------ reading answers
 #: how much of a body may appear in a debug log line or an error message
 BODY_PREVIEW_CHARS = 200
-
-
 #: The service's answer to a query for an id it does not know: HTTP 200 with body code 400 and this
 #: message (reference §2 and §4, seen by a client: lizy3yo/auto-edit-tool). It is the one definite
 #: "this task does not exist", the answer that allows a paid submit to be sent again, so it is matched

@@ -11,7 +11,6 @@ from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile
 
 #: ``(entry, file, thumbnail_width or None) -> URL`` of the file route for one output.
 FileUrl = Callable[[MediaEntry, MediaFile, "int | None"], str]
-
 _STYLE = """
 :root { color-scheme: light dark; font-family: system-ui, sans-serif; font-size: 14px; }
 body { margin: 12px; }

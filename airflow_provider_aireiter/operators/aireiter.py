@@ -4,11 +4,12 @@ Each operator submits one task (or reattaches to it after a retry), waits on the
 in the triggerer (:class:`AireiterWaitMixin`, shared with the sensor), downloads the outputs to
 ``output_path`` (:func:`finish`) and returns a small plain-JSON dict.
 
-The model operators are driven by one table each (:class:`ModelArg`): the operator argument, the
-param it is sent as, and how a rendered template string becomes a value. Every argument in the table
-is a template field; values are validated at parse time where they are literals (also in
-``.partial()``) and again after rendering. The run-time parts (the hook, the trigger) are imported
-inside the methods that use them: a DAG file importing this module does not pay for them.
+A model operator declares its arguments once, by the typed signature of its ``__init__``
+(:func:`model_arguments` reads it, with the wire names beside it). Every such argument is a template
+field; values are validated at parse time where they are literals (also in ``.partial()``) and again
+after rendering, against the model's rules in :mod:`airflow_provider_aireiter.api_types`. The
+run-time parts (the hook, the trigger) are imported inside the methods that use them: a DAG file
+importing this module does not pay for them.
 """
 
 from __future__ import annotations
@@ -409,21 +410,13 @@ def _record_asset_events(context: Any, outlets: list[Any] | None, result: dict[s
 
 #: default seconds to wait, by model kind
 DEFAULT_TIMEOUTS = {"image": 15 * 60.0, "video": 60 * 60.0}
-
-
 #: default seconds between status queries, by model kind
 DEFAULT_POLL_INTERVALS = {"image": 5.0, "video": 15.0}
-
-
 #: seconds between fallback queries while a completion callback is expected
 DEFAULT_CALLBACK_POLL_INTERVAL = 60.0
-
-
 #: attempt ids tried past the try number when earlier ones are skipped (completed with
 #: ``regenerate_finished``, or made from another request)
 _MAX_EXTRA_ATTEMPTS = 50
-
-
 #: seconds a submitted task may stay unknown to the service before the wait fails
 NOT_FOUND_GRACE_SECONDS = 300.0
 

@@ -82,35 +82,19 @@ if TYPE_CHECKING:
 
 # ----------------------------------------------------------- the HTTP endpoint
 log = logging.getLogger(__name__)
-
-
 #: largest body accepted (bytes); AIReiter's completion notice is small
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
-
-
 #: seconds a connection's callback secret (or its absence) is remembered
 DEFAULT_SECRET_TTL = 30.0
-
-
 #: seconds during which a task that was just woken is not woken again (replays of one valid URL)
 DEFAULT_MIN_WAKE_INTERVAL = 5.0
-
-
 #: seconds allowed for reading the body
 DEFAULT_BODY_TIMEOUT = 10.0
-
-
 #: threads for connection lookups and database work
 DEFAULT_WORKER_THREADS = 4
-
-
 _TOKEN_FORMAT = re.compile(r"^[0-9a-f]{64}$")
-
-
 #: Airflow's own conn_id alphabet, at most the width of the ``connection.conn_id`` column
 _CONN_ID_FORMAT = re.compile(r"^[\w#!()\-.:\\]{1,250}$")
-
-
 SecretLookup = Callable[[str], "str | None"]
 
 
@@ -364,29 +348,15 @@ def create_callback_app(receiver: CallbackReceiver | None = None) -> FastAPI:
 
 # ------------------------------- callbacks kept until they can wake their task
 log = logging.getLogger(__name__)
-
-
 #: seconds a callback that woke nothing is kept and tried again
 DEFAULT_KEEP_SECONDS = 120.0
-
-
 #: seconds between tries while nobody waits for the task yet
 DEFAULT_RETRY_SECONDS = 1.0
-
-
 #: callbacks kept at most (the oldest is dropped beyond)
 DEFAULT_LIMIT = 10_000
-
-
 Key = tuple[str, str]
-
-
 Waker = Callable[[str, str], "WakeResult"]
-
-
 _WARNED_FAILURES: set[str] = set()
-
-
 _WARNED_LOCK = threading.Lock()
 
 
@@ -511,20 +481,12 @@ class PendingWakes:
 
 # -------------------------- waking deferred task instances (Airflow internals)
 log = logging.getLogger(__name__)
-
-
 #: how ``AireiterTaskTrigger.serialize()`` names its class (the ``trigger.classpath`` column)
 TRIGGER_CLASSPATH = "airflow_provider_aireiter.triggers.aireiter.AireiterTaskTrigger"
-
-
 #: trigger ids decrypted per query (keeps ``IN (...)`` lists under every backend's parameter limit)
 _CHUNK = 500
-
-
 #: remembered ``out_task_id`` per trigger row at most (about 100 bytes each)
 _MEMO_LIMIT = 50_000
-
-
 _TriggerKey = tuple[int, datetime.datetime]
 
 
