@@ -101,7 +101,7 @@ class WaitState:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(vars(self))  # every field is a plain value: no deep copy needed
 
     @property
     def step(self) -> float:
