@@ -120,7 +120,7 @@ class AireiterTransientError(AireiterError):
     ) -> None:
         super().__init__(message, service_code=service_code, out_task_id=out_task_id)
         self.maybe_processed = maybe_processed
-        #: for a network failure: what went wrong on the wire (a phrase of hooks/transport_errors.py)
+        #: for a network failure: what went wrong on the wire (a phrase of hooks/transport.py)
         self.transport_detail: str | None = None
 
 

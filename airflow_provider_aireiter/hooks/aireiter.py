@@ -499,7 +499,7 @@ class AireiterHook(BaseHook):
     """Talk to the AIReiter API through an ``aireiter`` connection.
 
     One ``requests.Session`` per hook (connections are reused); the async path shares one small
-    aiohttp session per event loop (:mod:`.async_transport`), so thousands of triggers use a
+    aiohttp session per event loop (:class:`~.transport.LoopTransport`), so thousands of triggers use a
     few connections.
 
     :param aireiter_conn_id: the ``aireiter`` connection (host = base URL, password = API key).
@@ -809,8 +809,6 @@ class AireiterHook(BaseHook):
 
         Queries an id that cannot exist: "api task not found" proves both the address and the key.
         """
-        from airflow_provider_aireiter.hooks.aireiter import failure_message, success_message
-
         settings = self.settings
         try:
             settings.check_callback_settings()
@@ -831,14 +829,8 @@ class AireiterHook(BaseHook):
     def download(self, url: str, directory: Any, stem: str, *, chunk_size: int = 1024 * 1024) -> DownloadedFile:
         """Stream one output to ``directory/<stem><ext>``, unless a complete copy is already there.
 
-        See :mod:`airflow_provider_aireiter.hooks.aireiter`. ``directory`` is an ``ObjectStoragePath``.
+        See "storing outputs" above. ``directory`` is an ``ObjectStoragePath``.
         """
-        from airflow_provider_aireiter.hooks.aireiter import (
-            check_output_url,
-            existing_output,
-            stream_to_path,
-        )
-
         check_output_url(url)
         done = existing_output(directory, stem, url)
         if done is not None:

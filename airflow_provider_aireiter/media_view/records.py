@@ -166,7 +166,7 @@ def media_entries(
     ]
 
 
-#: the media types served, by the extension the provider gives a download (hooks/downloads.py), each
+#: the media types served, by the extension the provider gives a download (hooks/aireiter.py), each
 #: with the first bytes a file of that type starts with; nothing else is ever served
 MEDIA_TYPES: dict[str, tuple[str, tuple[tuple[int, bytes], ...]]] = {
     ".png": ("image/png", ((0, b"\x89PNG\r\n\x1a\n"),)),

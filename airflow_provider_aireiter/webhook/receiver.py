@@ -128,9 +128,7 @@ def lookup_callback_secret(conn_id: str) -> str | None:
 
 
 def default_waker(conn_id: str, out_task_id: str) -> WakeResult:
-    """Wake the tasks of ``conn_id`` waiting on ``out_task_id`` in the metadata database (see :mod:`.wake`)."""
-    from airflow_provider_aireiter.webhook.receiver import wake_waiting_tasks
-
+    """Wake the tasks of ``conn_id`` waiting on ``out_task_id`` in the metadata database."""
     return wake_waiting_tasks(conn_id, out_task_id)
 
 
