@@ -75,3 +75,21 @@ def test_sensor_in_reschedule_mode(aireiter_connection: Emulator, tmp_path: Path
     state, results = run_dag("sense_reschedule", body, tmp_path)
     assert state == "success", logs()[-3000:]
     assert results["wait"]["status"] == "completed" and results["wait"]["out_task_id"] == "resched-1"
+
+
+@pytest.mark.aireiter_emulator(speed=1)
+def test_a_reattached_running_task_defers_without_asking_again(aireiter_connection: Emulator) -> None:
+    """The reattach has just read the task: the deferral uses that answer and the trigger waits an interval."""
+    from types import SimpleNamespace
+
+    _submit(aireiter_connection, "reattach-me")
+    op = Seedance15ProOperator(task_id="v", prompt="x", out_task_id="reattach-me", deferrable=True, poll_interval=40)
+    ti = SimpleNamespace(
+        try_number=2, dag_id="d", task_id="v", run_id="r", map_index=-1, start_date=None, xcom_push=lambda **_: None
+    )
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"ti": ti})  # type: ignore[arg-type]
+    assert aireiter_connection.submit_request_count("reattach-me") == 1  # reattached, not paid again
+    assert aireiter_connection.query_count("reattach-me") == 1  # the reattach's lookup, and nothing more
+    assert deferred.value.trigger.wait.first_poll_at >= before + 40
