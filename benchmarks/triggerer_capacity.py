@@ -34,7 +34,8 @@ varies by up to a factor of two from run to run, so a single run cannot tell 0.3
 
 Run: ``.venv/bin/python benchmarks/triggerer_capacity.py [--sizes 100,1000,5000] [--rounds 3]
 [--poll-interval 10] [--finish-after 25] [--spread SECONDS] [--stagger SECONDS] [--keep DIR]``
-(needs the ``bench`` extra: ``apache-airflow-providers-http``). The defaults take about 21 minutes
+(needs the ``bench`` extra: ``apache-airflow-providers-http``). With ``AIREITER_BENCH_PROFILE=<file>``
+in the environment, each AIReiter child writes a cProfile of its run to that file. The defaults take about 21 minutes
 on two cores (``--rounds 1``: about eight). Loopback only; every wait is bounded.
 """
 
@@ -213,6 +214,11 @@ def _trigger_factory(kind: str, poll: float, deadline: float, polls: list[int]) 
         # baseline): the provider's TLS context is built once per process, about 20 ms, by the first
         # trigger a triggerer ever runs. A one-off of the process, not of a wait.
         async_transport.default_ssl_context()
+        # The provider imports aiohttp on its first request, not at import (DAG parsing never needs
+        # it): also a one-off of the process, which the peer pays before its baseline (its hook imports
+        # aiohttp at module level), so here too.
+        import aiohttp
+
         from airflow_provider_aireiter.hooks.aireiter import AireiterHook
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger
 
@@ -352,7 +358,13 @@ def child_main(args: argparse.Namespace) -> int:
         result["nofile"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         Path(args.result_file).write_text(json.dumps(result))
 
-    asyncio.run(_wait_all(make, ids, args, write))
+    profile_to = os.environ.get("AIREITER_BENCH_PROFILE")
+    if profile_to and args.child == AIREITER:
+        import cProfile
+
+        cProfile.runctx("asyncio.run(_wait_all(make, ids, args, write))", globals(), locals(), profile_to)
+    else:
+        asyncio.run(_wait_all(make, ids, args, write))
     return 0
 
 
