@@ -12,10 +12,12 @@ is decided by parsing message text.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_provider_aireiter.compat import AirflowException, AirflowFailException
+from airflow_provider_aireiter.compat import AirflowException, AirflowFailException, metric
 
 if TYPE_CHECKING:
     from airflow_provider_aireiter.hooks.transport import TaskInfo
@@ -201,6 +203,27 @@ class AireiterTimeoutError(AireiterError):
     """Waiting for a task took longer than allowed; the remote task may still be running."""
 
     reason = ErrorReason.TIMEOUT
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def counts_errors(method: F) -> F:
+    """Count the provider error a task's ``execute``/``execute_complete`` ends with: ``aireiter.error.<reason>``.
+
+    The one place errors are counted: a try ends in exactly one such method, on the worker, whether it
+    waited there or in the triggerer (whose error events are raised again in ``execute_complete``).
+    """
+
+    @functools.wraps(method)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except AireiterError as error:
+            metric("error", reason=error.reason.value)
+            raise
+
+    return counted  # type: ignore[return-value]
 
 
 def _error_classes() -> dict[str, type[AireiterError]]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,3 +115,51 @@ def no_thread_outlives_its_test() -> Iterator[None]:
             break
         time.sleep(0.05)
     assert not left, f"threads outlived the test that started them: {left}"
+
+
+#: one StatsD line: name:value|type (Airflow's statsd_prefix "airflow" first)
+STATSD_LINE = re.compile(r"^(?P<name>[^:]+):(?P<value>-?[0-9.]+)\|(?P<type>c|ms|g)$")
+
+
+class StatsdListener:
+    """A StatsD server: a UDP socket on 127.0.0.1 whose thread keeps every line it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-statsd-listener", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                continue
+            self.lines.extend(data.decode().splitlines())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(self.port),
+        }
+
+    def ours(self) -> list[tuple[str, float, str]]:
+        """(name without Airflow's prefix, value, type) of every provider metric received."""
+        found = []
+        for line in self.lines:
+            match = STATSD_LINE.match(line)
+            assert match is not None, f"not a StatsD line: {line!r}"
+            if match["name"].startswith("airflow.aireiter."):
+                found.append((match["name"].removeprefix("airflow."), float(match["value"]), match["type"]))
+        return found

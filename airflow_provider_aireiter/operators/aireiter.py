@@ -21,7 +21,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
@@ -34,11 +34,12 @@ from airflow_provider_aireiter.api_types import (
     model_kind,
     validate_params,
 )
-from airflow_provider_aireiter.compat import conf
+from airflow_provider_aireiter.compat import conf, metric
 from airflow_provider_aireiter.exceptions import (
     AireiterInvalidRequestError,
     AireiterResponseError,
     AireiterTaskFailedError,
+    counts_errors,
     error_from_event,
     raise_if_failed,
     timeout_error,
@@ -106,6 +107,8 @@ class AireiterWaitMixin:
     max_outage: float | None
     #: seconds of "api task not found" after which a wait fails (``None``: wait for the task to appear)
     not_found_grace: float | None = None
+    #: this try reattached to a task that had already finished (an earlier try may have counted it)
+    finished_before_this_try: bool = False
     log: Any
 
     def init_wait(
@@ -160,7 +163,8 @@ class AireiterWaitMixin:
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger, WaitState, resume_not_before
 
         interval = self.poll_seconds()
-        if self.expects_callback(hook):  # the trigger's polls are only the fallback
+        fallback = self.expects_callback(hook)  # the trigger's polls are only the fallback
+        if fallback:
             interval = max(interval, float(self.callback_poll_interval))
         now = time.time()
         wait = WaitState(
@@ -174,6 +178,7 @@ class AireiterWaitMixin:
             max_outage=self.max_outage,
             not_found_grace=self.not_found_grace,
             deferred_at=now,
+            fallback=fallback,
         )
         # The trigger's own absolute deadline bounds the wait (see the class docstring).
         self.defer(trigger=AireiterTaskTrigger(**wait.to_json()), method_name="execute_complete", timeout=None)  # type: ignore[attr-defined]
@@ -265,7 +270,15 @@ class AireiterWaitMixin:
     def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
         """Check the final task, download its outputs and return the result dict (see :func:`finish`)."""
         outlets = getattr(self, "outlets", None)
-        return finish(hook, info, output_path=self.output_path, context=context, outlets=outlets, log=self.log)
+        return finish(
+            hook,
+            info,
+            output_path=self.output_path,
+            context=context,
+            outlets=outlets,
+            log=self.log,
+            seen_finishing=not self.finished_before_this_try,
+        )
 
 
 # ---------------------------------------------------------------------------- finishing
@@ -341,9 +354,21 @@ def finish(
     context: Any,
     outlets: list[Any] | None,
     log: Any,
+    seen_finishing: bool = True,
 ) -> dict[str, Any]:
-    """Check the final task, download its outputs, record asset extras, and return the result dict."""
+    """Check the final task, download its outputs, record asset extras, and return the result dict.
+
+    ``seen_finishing``: this try waited for the task to finish (not reattached to a finished one), so
+    its credits and completion time are counted here, once per remote task, before any download.
+    """
     raise_if_failed(info)
+    if seen_finishing:
+        model = info.model or "unknown"
+        if info.credits_used is not None:
+            metric("credits.used", info.credits_used, model=model)
+        took = _completion_time(info)
+        if took is not None:
+            metric("completion_time", took, model=model)
     out_id = info.out_task_id or "aireiter"
     outputs: list[dict[str, Any]] = []
     if output_path:
@@ -384,6 +409,18 @@ def finish(
         where,
     )
     return result
+
+
+def _completion_time(info: TaskInfo) -> timedelta | None:
+    """From submit to completion by the service's own clock (``created_at`` to ``completed_at``)."""
+    try:
+        created, completed = (
+            datetime.fromisoformat(str(t).replace("Z", "+00:00")) for t in (info.created_at, info.completed_at)
+        )
+        took = completed - created
+    except (TypeError, ValueError):  # a time missing or unreadable (one naive and one aware: TypeError)
+        return None
+    return took if took >= timedelta(0) else None
 
 
 def _record_asset_events(context: Any, outlets: list[Any] | None, result: dict[str, Any]) -> None:
@@ -720,6 +757,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
                 if changes is not None
                 else " (the service echoes no request to compare with this one)",
             )
+            metric("reattach", model=self.resolved_model)
             return SubmitResult.reattached_to(existing, candidate), existing
         if moved_on:
             raise AireiterInvalidRequestError(
@@ -766,6 +804,9 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         result = hook.submit(
             self.resolved_model, params, out_task_id, callback_url=callback_url, metadata=self.metadata
         )
+        metric("submit", model=self.resolved_model)  # a new remote task (also when a lost answer's send landed)
+        if result.estimated_credits is not None:
+            metric("credits.estimated", result.estimated_credits, model=self.resolved_model)
         credits = "unknown" if result.estimated_credits is None else f"{result.estimated_credits:g}"
         self.log.info(
             "Submitted AIReiter task %s: model %s, estimated credits %s%s; %s",
@@ -779,11 +820,13 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
 
     # -------------------------------------------------------------- execution
 
+    @counts_errors
     def execute(self, context: Context) -> dict[str, Any]:
         params = self.check_values(self._values(), at_parse_time=False)
         assert params is not None
         hook = self._hook()
         submitted, known = self._submit_or_reattach(hook, params, context)
+        self.finished_before_this_try = known is not None and known.is_terminal
         out_task_id = submitted.out_task_id
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
         if not self.wait_for_completion:
@@ -804,6 +847,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
             )
         return self.finish(hook, info, context)
 
+    @counts_errors
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **legacy: Any) -> dict[str, Any]:
         """Resume after the trigger fired: the same checks, downloads and result as the sync path.
 

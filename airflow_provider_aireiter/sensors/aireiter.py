@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_aireiter.api_types import check_out_task_id
 from airflow_provider_aireiter.compat import conf
+from airflow_provider_aireiter.exceptions import counts_errors
 from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID
 from airflow_provider_aireiter.operators.aireiter import (
     DEFAULT_CALLBACK_POLL_INTERVAL,
@@ -96,6 +97,7 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
 
         return AirflowSensorTimeout(error.message)
 
+    @counts_errors
     def execute(self, context: Context) -> Any:
         check_out_task_id(self.out_task_id)
         # BaseSensorOperator's own loop in every mode, so soft_fail and timeouts behave as for any
@@ -133,6 +135,7 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
             self.defer_wait(hook, self.out_task_id, deadline, kind)
         return False
 
+    @counts_errors
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **legacy: Any) -> dict[str, Any]:
         """Resume after the trigger fired (or a callback woke the task: then the service is asked).
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_aireiter.compat import metric
 from airflow_provider_aireiter.exceptions import AireiterError, ErrorReason
 from airflow_provider_aireiter.get_provider_info import DEFAULT_CONN_ID, DEFAULT_SETTLE_SECONDS
 
@@ -81,6 +82,8 @@ class WaitState:
     :param max_outage: seconds without an answer after which the wait ends with an ``error`` event.
     :param not_found_grace: seconds of "api task not found" after which the wait ends with an ``error``.
     :param deferred_at: epoch seconds of the deferral (logged at the resume).
+    :param fallback: a completion callback is expected, so the polls are only its fallback (each one
+        is counted as ``aireiter.fallback_poll``).
     """
 
     out_task_id: str
@@ -93,6 +96,7 @@ class WaitState:
     max_outage: float | None = None
     not_found_grace: float | None = None
     deferred_at: float | None = None
+    fallback: bool = False
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WaitState:
@@ -184,6 +188,8 @@ class AireiterTaskTrigger(BaseTrigger):
                     queries = await hook.await_queries(
                         wait.out_task_id, stop_at=wait.deadline, poll_interval=wait.step, give_up_after=wait.max_outage
                     )
+                if wait.fallback:
+                    metric("fallback_poll")
                 info = await hook.afind_task(wait.out_task_id, queries=queries)
                 watcher.observe(info, not_found_grace=wait.not_found_grace)
             except AireiterError as error:

@@ -67,6 +67,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import lazyload, load_only
 
 from airflow_provider_aireiter.api_types import check_out_task_id
+from airflow_provider_aireiter.compat import metric
 from airflow_provider_aireiter.exceptions import AireiterError
 from airflow_provider_aireiter.hooks.aireiter import (
     DEFAULT_CONN_ID,
@@ -634,4 +635,6 @@ def wake_waiting_tasks(conn_id: str, out_task_id: str, *, session: Session = NEW
         Trigger.submit_event(trigger_id, event, session=session)
         woken += len(deferred)
     session.flush()
+    if woken:
+        metric("callback_wake", woken)  # here only: both the callback's request and a kept callback's retry wake here
     return WakeResult(woken=woken, held_until=min(held) if held else None)

@@ -12,12 +12,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.conftest import StatsdListener
 from tests.webhook.helpers import CONN_ID, SECRET, callback_conn_json
 
 SCENARIO = Path(__file__).with_name("db_scenario.py")
@@ -42,20 +44,27 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             ),
         }
     )
+    statsd = StatsdListener()  # the API server's metrics, as Airflow's Stats sends them
+    env.update(statsd.env())
     result_file = home / "result.json"
-    done = subprocess.run(
-        [sys.executable, str(SCENARIO), str(result_file), str(BULK)],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(SCENARIO), str(result_file), str(BULK)],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        time.sleep(0.3)  # the last datagrams
+    finally:
+        statsd.stop()
     if done.returncode != 0 or not result_file.exists():
         pytest.fail(f"db_scenario.py failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
     log = done.stdout + done.stderr
     results: dict[str, Any] = json.loads(result_file.read_text())
     results["log"] = log
+    results["metrics"] = statsd.ours()
     return results
 
 
@@ -173,3 +182,16 @@ def test_secret_and_tokens_stay_out_of_the_server_logs(scenario: dict[str, Any])
     assert SECRET not in log
     for out_task_id in ("job-http", "nobody-waits", "job-late"):
         assert callback_token(SECRET, CONN_ID, out_task_id) not in log
+
+
+def test_each_woken_task_instance_is_counted_once_as_a_callback_wake(scenario: dict[str, Any]) -> None:
+    """``aireiter.callback_wake`` counts task instances resumed, by a callback's request or a kept callback's retry."""
+    direct = ["wake_job1", "wake_job1_again", "wake_unknown", "wake_job2", "wake_unsettled", "bulk_cold", "bulk_warm"]
+    woken_directly = sum(scenario[name][0] for name in direct)
+    http = scenario["http"]
+    assert http["valid"][1]["woken"] == 1  # through Airflow's API app
+    assert http["early"][1].get("pending") and http["late_job_after_deferral"] == "scheduled"  # a kept callback's retry
+    wakes = [(value, kind) for name, value, kind in scenario["metrics"] if name == "aireiter.callback_wake"]
+    assert wakes and all(kind == "c" for _, kind in wakes)
+    assert sum(value for value, _ in wakes) == woken_directly + 1 + 1
+    assert {name for name, _, _ in scenario["metrics"]} == {"aireiter.callback_wake"}
