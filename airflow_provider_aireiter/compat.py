@@ -8,6 +8,9 @@ are not shimmed: they are simply not used by older versions (see the README's ve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 try:  # Airflow 3.2 (Task SDK 1.2) added airflow.sdk.configuration; 3.1 only has the core conf
     from airflow.sdk.configuration import conf
 except ImportError:  # Airflow 3.1
@@ -35,6 +38,13 @@ try:  # Airflow 3.2 added the Task SDK's AirflowPlugin (what providers should su
 except ImportError:  # Airflow 3.1
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
 
+
+def task_state_store(context: Any) -> Any | None:
+    """The task instance's task state store (``context["task_state_store"]``, Airflow 3.3's AIP-103),
+    or ``None`` on 3.1 and 3.2, whose context has none (and outside a task: a context that is no dict)."""
+    return context.get("task_state_store") if isinstance(context, Mapping) else None
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -43,4 +53,5 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "conf",
+    "task_state_store",
 ]

@@ -81,6 +81,7 @@ class WaitState:
     :param max_outage: seconds without an answer after which the wait ends with an ``error`` event.
     :param not_found_grace: seconds of "api task not found" after which the wait ends with an ``error``.
     :param deferred_at: epoch seconds of the deferral (logged at the resume).
+    :param estimated_credits: the submit's estimate, carried to the result dict of the resumed task.
     """
 
     out_task_id: str
@@ -93,6 +94,7 @@ class WaitState:
     max_outage: float | None = None
     not_found_grace: float | None = None
     deferred_at: float | None = None
+    estimated_credits: float | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WaitState:
