@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +43,13 @@ try:  # Airflow 3.2 added the Task SDK's AirflowPlugin (what providers should su
 except ImportError:  # Airflow 3.1
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
 
+
+def task_state_store(context: Any) -> Any | None:
+    """The task instance's task state store (``context["task_state_store"]``, Airflow 3.3's AIP-103),
+    or ``None`` on 3.1 and 3.2, whose context has none (and outside a task: a context that is no dict)."""
+    return context.get("task_state_store") if isinstance(context, Mapping) else None
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -52,6 +60,7 @@ __all__ = [
     "conf",
     "metric",
     "stats",
+    "task_state_store",
 ]
 
 

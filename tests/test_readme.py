@@ -103,6 +103,7 @@ def test_json_result_block_has_the_result_keys() -> None:
         "model",
         "status",
         "credits_used",
+        "estimated_credits",
         "created_at",
         "completed_at",
         "outputs",

@@ -476,8 +476,26 @@ def _number_or_none(value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+#: the largest credits value believed; anything larger is unknown
+MAX_CREDITS = 1e12
+
+
+def credits_value(value: Any) -> float | None:
+    """A credits value as a finite number from 0 to :data:`MAX_CREDITS`, else ``None`` (unknown).
+
+    For an answer of the service and for what the media view reads from a result, which can be
+    edited to hold anything: a string, a bool, a dict, a negative, NaN or a number too large for a
+    float are all unknown.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not 0 <= value <= MAX_CREDITS:  # compared exactly: also a 400-digit int, without converting it
+        return None
+    return abs(float(value))  # abs: -0.0 is 0
 
 
 def parse_submit(payload: dict[str, Any], *, out_task_id: str) -> SubmitResult:
@@ -488,7 +506,7 @@ def parse_submit(payload: dict[str, Any], *, out_task_id: str) -> SubmitResult:
         out_task_id=_text_or_none(data.get("out_task_id")) or out_task_id,
         task_id=_text_or_none(data.get("task_id")),
         status=normalize_status(data.get("status") or "pending"),
-        estimated_credits=_number_or_none(data.get("estimated_credits")),
+        estimated_credits=credits_value(_number_or_none(data.get("estimated_credits"))),
         created_at=_text_or_none(data.get("created_at")),
     )
 
@@ -535,7 +553,7 @@ def parse_task_info(data: dict[str, Any], *, out_task_id: str | None = None) -> 
         model=_text_or_none(model) or _text_or_none(data.get("model")),
         created_at=_text_or_none(data.get("created_at")),
         completed_at=_text_or_none(data.get("completed_at")),
-        credits_used=_number_or_none(data.get("credits_used")),
+        credits_used=credits_value(_number_or_none(data.get("credits_used"))),
         outputs=_outputs(data.get("output")),
         error=error,
         error_code=error_code,

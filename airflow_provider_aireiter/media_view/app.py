@@ -31,12 +31,21 @@ from sqlalchemy import select
 
 from airflow_provider_aireiter.media_view import thumbnails
 from airflow_provider_aireiter.media_view.docs_page import docs_page
-from airflow_provider_aireiter.media_view.pages import gallery_page, task_instance_page
-from airflow_provider_aireiter.media_view.records import MediaEntry, MediaFile, media_entries, media_roots, servable
+from airflow_provider_aireiter.media_view.pages import credits_chart, gallery_page, task_instance_page
+from airflow_provider_aireiter.media_view.records import (
+    MediaEntry,
+    MediaFile,
+    media_entries,
+    media_roots,
+    run_credits,
+    servable,
+)
 from airflow_provider_aireiter.media_view.streaming import file_response, open_servable
 
 #: How many runs the DAG-level gallery shows, newest first.
 RUNS_PER_DAG_PAGE = 10
+#: How many runs the DAG-level gallery's credits chart shows, newest first.
+RUNS_PER_CHART = 30
 GALLERY_THUMB_WIDTH = 320
 #: the largest map index and output index accepted (a database integer holds them)
 MAX_INDEX = 2**31 - 1
@@ -141,15 +150,20 @@ def create_media_app() -> FastAPI:
     def dag_gallery(request: Request, session: SessionDep, dag_id: str) -> HTMLResponse:
         if session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id)) is None:
             raise HTTPException(404, "No such DAG.")
-        run_ids = session.scalars(
-            select(DagRun.run_id)
-            .where(DagRun.dag_id == dag_id)
-            .order_by(DagRun.run_after.desc(), DagRun.id.desc())
-            .limit(RUNS_PER_DAG_PAGE)
-        ).all()
-        runs = [(run_id, media_entries(session, dag_id, run_id)) for run_id in run_ids]
+        run_ids = list(
+            session.scalars(
+                select(DagRun.run_id)
+                .where(DagRun.dag_id == dag_id)
+                .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+                .limit(RUNS_PER_CHART)
+            ).all()
+        )
+        totals = run_credits(session, dag_id, run_ids)
+        chart = credits_chart([(run_id, totals[run_id]) for run_id in run_ids]) if run_ids else ""
+        runs = [(run_id, media_entries(session, dag_id, run_id)) for run_id in run_ids[:RUNS_PER_DAG_PAGE]]
         title = f"Media gallery of {dag_id} (newest {RUNS_PER_DAG_PAGE} runs first)"
-        return _html(request, gallery_page(title, runs, file_url_for(request), can_serve, GALLERY_THUMB_WIDTH))
+        page = gallery_page(title, runs, file_url_for(request), can_serve, GALLERY_THUMB_WIDTH, chart)
+        return _html(request, page)
 
     @app.api_route(
         "/docs",

@@ -8,9 +8,11 @@ other XCom is ignored, so a task instance of another operator shows the empty st
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from airflow_provider_aireiter.hooks.aireiter import output_record, record_name
+from airflow_provider_aireiter.hooks.transport import credits_value as credits
 
 IMAGE_EXTENSIONS = (".png", ".jpeg", ".jpg", ".webp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov")
@@ -59,9 +62,29 @@ class MediaEntry:
     out_task_id: str
     model: str | None
     status: str | None
-    credits_used: Any
+    credits_used: float | None
     prompt: str | None
     files: list[MediaFile] = field(default_factory=list)
+    estimated_credits: float | None = None
+
+
+@dataclass(frozen=True)
+class Credits:
+    """The credits of a set of task instances: sums of the known values, and how many were unknown."""
+
+    used: float = 0.0
+    estimated: float = 0.0
+    tasks: int = 0
+    unknown_used: int = 0
+    unknown_estimated: int = 0
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[float | None, float | None]]) -> Credits:
+        """From ``(credits used, estimated credits)`` per task instance, each checked by :func:`credits`."""
+        rows = list(pairs)
+        used = [u for u, _ in rows if u is not None]
+        estimated = [e for _, e in rows if e is not None]
+        return cls(math.fsum(used), math.fsum(estimated), len(rows), len(rows) - len(used), len(rows) - len(estimated))
 
 
 def _decode(row: Any) -> Any:
@@ -131,21 +154,36 @@ def _rendered(session: Session, dag_id: str, run_id: str, task_id: str | None) -
     return {(row.task_id, row.map_index): row.rendered_fields for row in session.execute(query)}
 
 
-def media_entries(
-    session: Session, dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None
-) -> list[MediaEntry]:
-    """The AIReiter results of a run, of one task (every map index) or of one task instance."""
+def _results(
+    session: Session, dag_id: str, run_ids: list[str], task_id: str | None = None, map_index: int | None = None
+) -> list[tuple[Any, dict[str, Any]]]:
+    """``(XCom row, result dict)`` of the AIReiter results of some runs, a task or a task instance."""
     from airflow.models.xcom import XComModel
 
     query = select(XComModel).where(
-        XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == "return_value"
+        XComModel.dag_id == dag_id, XComModel.run_id.in_(run_ids), XComModel.key == "return_value"
     )
     if task_id is not None:
         query = query.where(XComModel.task_id == task_id)
     if map_index is not None:
         query = query.where(XComModel.map_index == map_index)
     rows = session.scalars(query.order_by(XComModel.task_id, XComModel.map_index)).all()
-    results = [(row, value) for row in rows if _is_result(value := _decode(row))]
+    return [(row, value) for row in rows if _is_result(value := _decode(row))]
+
+
+def run_credits(session: Session, dag_id: str, run_ids: list[str]) -> dict[str, Credits]:
+    """The :class:`Credits` of each run (one query for all of them)."""
+    pairs: dict[str, list[tuple[float | None, float | None]]] = {run_id: [] for run_id in run_ids}
+    for row, value in _results(session, dag_id, run_ids):
+        pairs[row.run_id].append((credits(value.get("credits_used")), credits(value.get("estimated_credits"))))
+    return {run_id: Credits.of(found) for run_id, found in pairs.items()}
+
+
+def media_entries(
+    session: Session, dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None
+) -> list[MediaEntry]:
+    """The AIReiter results of a run, of one task (every map index) or of one task instance."""
+    results = _results(session, dag_id, [run_id], task_id, map_index)
     if not results:
         return []
     rendered = _rendered(session, dag_id, run_id, task_id)
@@ -158,9 +196,10 @@ def media_entries(
             out_task_id=value["out_task_id"],
             model=value.get("model"),
             status=value.get("status"),
-            credits_used=value.get("credits_used"),
+            credits_used=credits(value.get("credits_used")),
             prompt=_prompt(rendered.get((row.task_id, row.map_index))),
             files=_files(value.get("outputs") or []),
+            estimated_credits=credits(value.get("estimated_credits")),
         )
         for row, value in results
     ]

@@ -34,7 +34,7 @@ from airflow_provider_aireiter.api_types import (
     model_kind,
     validate_params,
 )
-from airflow_provider_aireiter.compat import conf, metric
+from airflow_provider_aireiter.compat import conf, metric, task_state_store
 from airflow_provider_aireiter.exceptions import (
     AireiterInvalidRequestError,
     AireiterResponseError,
@@ -158,7 +158,14 @@ class AireiterWaitMixin:
                 deadline, kind = bound, EXECUTION_TIMEOUT
         return deadline, kind
 
-    def defer_wait(self, hook: AireiterHook, out_task_id: str, deadline: float, deadline_kind: str) -> NoReturn:
+    def defer_wait(
+        self,
+        hook: AireiterHook,
+        out_task_id: str,
+        deadline: float,
+        deadline_kind: str,
+        estimated_credits: float | None = None,
+    ) -> NoReturn:
         """Wait in the triggerer; ``execute_complete`` resumes with the event, which carries the wait."""
         from airflow_provider_aireiter.triggers.aireiter import AireiterTaskTrigger, WaitState, resume_not_before
 
@@ -179,13 +186,20 @@ class AireiterWaitMixin:
             not_found_grace=self.not_found_grace,
             deferred_at=now,
             fallback=fallback,
+            estimated_credits=estimated_credits,
         )
         # The trigger's own absolute deadline bounds the wait (see the class docstring).
         self.defer(trigger=AireiterTaskTrigger(**wait.to_json()), method_name="execute_complete", timeout=None)  # type: ignore[attr-defined]
         raise AssertionError("defer() returned")  # pragma: no cover - defer always raises
 
     def check_then_defer(
-        self, context: Context, hook: AireiterHook, out_task_id: str, wait_seconds: float, known: TaskInfo | None
+        self,
+        context: Context,
+        hook: AireiterHook,
+        out_task_id: str,
+        wait_seconds: float,
+        known: TaskInfo | None,
+        estimated_credits: float | None = None,
     ) -> TaskInfo:
         """A finished task is returned, a running one is deferred (this does not return).
 
@@ -206,10 +220,10 @@ class AireiterWaitMixin:
                 )
         if info is not None and info.is_terminal:
             return info
-        self.defer_wait(hook, out_task_id, *self.wait_deadline(context, wait_seconds))
+        self.defer_wait(hook, out_task_id, *self.wait_deadline(context, wait_seconds), estimated_credits)
 
-    def resume(self, hook: AireiterHook, event: Any, legacy: Mapping[str, Any]) -> TaskInfo:
-        """The finished task after a resume; a callback for a task still running defers again.
+    def resume(self, hook: AireiterHook, event: Any, legacy: Mapping[str, Any]) -> tuple[TaskInfo, WaitState]:
+        """The finished task after a resume, and the wait; a callback for a task still running defers again.
 
         ``legacy``: the defer kwargs of a task deferred by 0.3.0 or earlier (the wait is in the event now).
         """
@@ -244,8 +258,8 @@ class AireiterWaitMixin:
             self.log.info(
                 "Woken by a callback, but AIReiter task %s is still running; waiting again.", wait.out_task_id
             )
-            self.defer_wait(hook, wait.out_task_id, wait.deadline, wait.deadline_kind)
-        return info
+            self.defer_wait(hook, wait.out_task_id, wait.deadline, wait.deadline_kind, wait.estimated_credits)
+        return info, wait
 
     def _wait_of(self, event: Any, legacy: Mapping[str, Any]) -> WaitState:
         """The wait an event carries; for events and defer kwargs of 0.3.0 and earlier, rebuilt from them."""
@@ -267,7 +281,9 @@ class AireiterWaitMixin:
             )
         return WaitState.from_json(fields)
 
-    def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+    def finish(
+        self, hook: AireiterHook, info: TaskInfo, context: Context, estimated_credits: float | None = None
+    ) -> dict[str, Any]:
         """Check the final task, download its outputs and return the result dict (see :func:`finish`)."""
         outlets = getattr(self, "outlets", None)
         return finish(
@@ -278,6 +294,7 @@ class AireiterWaitMixin:
             outlets=outlets,
             log=self.log,
             seen_finishing=not self.finished_before_this_try,
+            estimated_credits=estimated_credits,
         )
 
 
@@ -294,14 +311,19 @@ def output_directory(output_path: Any) -> Any:
     return ObjectStoragePath(text)
 
 
-def result_dict(info: TaskInfo, outputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The small plain-JSON dict returned to XCom: ids, status, credits, times and outputs (never bytes)."""
+def result_dict(info: TaskInfo, outputs: list[dict[str, Any]], estimated_credits: float | None) -> dict[str, Any]:
+    """The small plain-JSON dict returned to XCom: ids, status, credits, times and outputs (never bytes).
+
+    The one place that builds it; ``estimated_credits`` is the submit's estimate, carried to here on
+    every path (``None`` when unknown: the sensor, or a reattach on Airflow before 3.3).
+    """
     return {
         "out_task_id": info.out_task_id,
         "task_id": info.task_id,
         "model": info.model,
         "status": info.status,
         "credits_used": info.credits_used,
+        "estimated_credits": estimated_credits,
         "created_at": info.created_at,
         "completed_at": info.completed_at,
         "outputs": outputs,
@@ -310,16 +332,49 @@ def result_dict(info: TaskInfo, outputs: list[dict[str, Any]]) -> dict[str, Any]
 
 def submitted_dict(submitted: SubmitResult, model: str) -> dict[str, Any]:
     """The result for ``wait_for_completion=False``: the ids and status right after submitting."""
-    return {
-        "out_task_id": submitted.out_task_id,
-        "task_id": submitted.task_id,
-        "model": model,
-        "status": submitted.status,
-        "credits_used": None,
-        "created_at": submitted.created_at,
-        "completed_at": None,
-        "outputs": [],
-    }
+    from airflow_provider_aireiter.hooks.transport import TaskInfo
+
+    info = TaskInfo(
+        out_task_id=submitted.out_task_id,
+        task_id=submitted.task_id,
+        status=submitted.status,
+        model=model,
+        created_at=submitted.created_at,
+    )
+    return result_dict(info, [], submitted.estimated_credits)
+
+
+#: the key of the task state store (Airflow 3.3 and newer) under which a task keeps its remote task and credits
+TASK_STATE_KEY = "aireiter"
+
+
+def remember(context: Any, log: Any, out_task_id: str | None, estimated: float | None, used: float | None) -> None:
+    """Keep the remote task id and the credits in the task instance's task state store, where the UI
+    shows them (its "Task State Store" tab) and a retry finds them; skipped where Airflow has no such
+    store (before 3.3). A failed write is a warning: the task has paid for its work, it goes on.
+    """
+    store = task_state_store(context)
+    if store is None:
+        return
+    value = {"out_task_id": out_task_id, "estimated_credits": estimated, "credits_used": used}
+    try:
+        store.set(TASK_STATE_KEY, value)
+    except Exception as error:
+        log.warning("Could not write %s to the task state store (%s: %s).", value, type(error).__name__, error)
+
+
+def remembered_estimate(context: Any, out_task_id: str) -> float | None:
+    """The estimate a previous try kept in the task state store for ``out_task_id`` (a reattach), else ``None``."""
+    store = task_state_store(context)
+    try:
+        kept = store.get(TASK_STATE_KEY) if store is not None else None
+    except Exception:  # no answer: the estimate is unknown, nothing else depends on it
+        return None
+    if not isinstance(kept, dict) or kept.get("out_task_id") != out_task_id:
+        return None
+    from airflow_provider_aireiter.hooks.transport import credits_value
+
+    return credits_value(kept.get("estimated_credits"))  # the store is editable in the UI: checked again
 
 
 def task_from_event(event: Any, out_task_id: str) -> TaskInfo:
@@ -355,6 +410,7 @@ def finish(
     outlets: list[Any] | None,
     log: Any,
     seen_finishing: bool = True,
+    estimated_credits: float | None = None,
 ) -> dict[str, Any]:
     """Check the final task, download its outputs, record asset extras, and return the result dict.
 
@@ -394,18 +450,20 @@ def finish(
             outputs.append({"url": url, "path": got.path, "content_type": got.content_type, "size": got.size})
     else:
         outputs = [{"url": url, "path": None, "content_type": None, "size": None} for url in info.output_urls]
-    result = result_dict(info, outputs)
+    result = result_dict(info, outputs, estimated_credits)
+    remember(context, log, out_id, estimated_credits, info.credits_used)
     task = context.get("task") if hasattr(context, "get") else None
     if task is not None and info.output_urls:
         setattr(task, OUTPUT_URL_ATTRIBUTE, info.output_urls[0])  # read by the "AIReiter output" link
     _record_asset_events(context, outlets, result)
     where = ", ".join(o["path"] for o in outputs if o.get("path")) or "not downloaded (no output_path)"
     log.info(
-        "AIReiter task %s %s: %d output(s), %s credits used; files: %s",
+        "AIReiter task %s %s: %d output(s), %s credits used (estimated %s); files: %s",
         out_id,
         info.status,
         len(outputs),
         "unknown" if info.credits_used is None else f"{info.credits_used:g}",
+        "unknown" if estimated_credits is None else f"{estimated_credits:g}",
         where,
     )
     return result
@@ -828,12 +886,16 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         submitted, known = self._submit_or_reattach(hook, params, context)
         self.finished_before_this_try = known is not None and known.is_terminal
         out_task_id = submitted.out_task_id
+        if submitted.estimated_credits is None and submitted.reattached:  # the query has no estimate
+            submitted = submitted.model_copy(update={"estimated_credits": remembered_estimate(context, out_task_id)})
+        estimate = submitted.estimated_credits
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
+        remember(context, self.log, out_task_id, estimate, None)
         if not self.wait_for_completion:
             return submitted_dict(submitted, self.resolved_model)
         wait_seconds = _seconds(self.wait_timeout, DEFAULT_TIMEOUTS[self.kind])
         if self.deferrable:
-            info = self.check_then_defer(context, hook, out_task_id, wait_seconds, known)
+            info = self.check_then_defer(context, hook, out_task_id, wait_seconds, known, estimate)
         else:
             # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
             deadline, _ = self.wait_deadline(context, wait_seconds)
@@ -845,7 +907,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
                 not_found_grace=self.not_found_grace,
                 known=known,
             )
-        return self.finish(hook, info, context)
+        return self.finish(hook, info, context, estimate)
 
     @counts_errors
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None, **legacy: Any) -> dict[str, Any]:
@@ -855,8 +917,8 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         with the same deadline. ``legacy``: defer kwargs of tasks deferred by 0.3.0 or earlier.
         """
         hook = self._hook()
-        info = self.resume(hook, event, legacy)
-        return self.finish(hook, info, context)
+        info, wait = self.resume(hook, event, legacy)
+        return self.finish(hook, info, context, wait.estimated_credits)
 
     def on_kill(self) -> None:
         self.log.warning(

@@ -144,13 +144,15 @@ class AireiterTaskSensor(AireiterWaitMixin, BaseSensorOperator):
         """
         hook = self._hook()
         with _remote_failure_is_final():
-            info = self.resume(hook, event, legacy)
+            info, _ = self.resume(hook, event, legacy)
         return self.finish(hook, info, context)
 
-    def finish(self, hook: AireiterHook, info: TaskInfo, context: Context) -> dict[str, Any]:
+    def finish(
+        self, hook: AireiterHook, info: TaskInfo, context: Context, estimated_credits: float | None = None
+    ) -> dict[str, Any]:
         """The result dict; a remote failure fails the sensor at once (``AirflowFailException``)."""
         with _remote_failure_is_final():
-            return super().finish(hook, info, context)
+            return super().finish(hook, info, context, estimated_credits)
 
     def _log_missing(self, info: TaskInfo | None) -> None:
         if info is None and not self._missing_logged:

@@ -84,6 +84,7 @@ class WaitState:
     :param deferred_at: epoch seconds of the deferral (logged at the resume).
     :param fallback: a completion callback is expected, so the polls are only its fallback (each one
         is counted as ``aireiter.fallback_poll``).
+    :param estimated_credits: the submit's estimate, carried to the result dict of the resumed task.
     """
 
     out_task_id: str
@@ -97,6 +98,7 @@ class WaitState:
     not_found_grace: float | None = None
     deferred_at: float | None = None
     fallback: bool = False
+    estimated_credits: float | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WaitState:

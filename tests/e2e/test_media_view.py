@@ -22,6 +22,7 @@ from tests.e2e.browser import screenshot
 from tests.e2e.deployment import AirflowDeployment, Connection, Setup, direct_session, wait_for
 
 DAGS = Path(__file__).parent / "media_dags"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 REVIEW = Path(__file__).resolve().parents[2] / "example_dags" / "example_review_before_publish.py"
 MOUNT = "/aireiter-media"
 
@@ -49,6 +50,18 @@ def _successful_run(dep: AirflowDeployment) -> str:
 @pytest.fixture(scope="module")
 def run_id(deployment: AirflowDeployment) -> str:
     return _successful_run(deployment)
+
+
+@pytest.fixture(scope="module")
+def spike_run(deployment: AirflowDeployment, run_id: str) -> str:
+    """A second run that cost far more: its video's credits edited to 5000, as if it had been a long one.
+
+    (The emulator charges every task of a model the same, so no real run of this DAG costs more.)
+    """
+    second = _successful_run(deployment)
+    clip = deployment.xcom("media_view", second, "clip")
+    _edit_result(deployment, second, "clip", {**clip, "credits_used": 5000})
+    return second
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +101,9 @@ def test_image_task_shows_its_image_with_prompt_model_credits(
     result = deployment.xcom("media_view", run_id, "still")
     stored = result["outputs"][0]["path"]
     assert "A lighthouse at dawn, watercolor" in html
-    assert "seedream_v5_lite" in html and f"<dd>{result['credits_used']}</dd>" in html
+    assert result["credits_used"] == result["estimated_credits"] == 10  # the emulator's price of this model
+    assert "seedream_v5_lite" in html and "<dd class='estimated-credits'>10</dd>" in html
+    assert "<dd class='credits-used'>10</dd>" in html
     assert stored in unescape(html) and str(media) in stored
     (src,) = _srcs(html)
     assert src.startswith(f"{MOUNT}/file?") and "width=" not in src
@@ -150,6 +165,12 @@ def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeplo
     assert resp.status_code == 200
     html = resp.text
     assert re.findall(r"data-task-id='([^']+)'", html) == ["batch", "clip", "forged", "not_stored", "still"]
+    # The run's credits at the top: 10 (still) + 100 (clip) + 2 x 10 (batch) + 10 (not_stored); the
+    # forged result holds none.
+    assert html.index("class='credits-total'") < html.index("data-task-id")
+    assert "Credits used: <strong class='credits-used'>140</strong>" in html
+    assert "estimated at submit: <span class='credits-estimated'>140</span>" in html
+    assert "(credits used unknown for 1; estimate unknown for 1 of 6 task instance(s))" in html
     thumbs = [src for src in _srcs(html) if "width=320" in src]
     assert len(thumbs) == 3  # still and the two batch images; the video and the unstored one are not thumbnailed
     full = _get(deployment, thumbs[0].replace("&width=320", ""))
@@ -162,12 +183,37 @@ def test_gallery_groups_the_run_by_task_with_thumbnails(deployment: AirflowDeplo
     assert bad.status_code == 422 and "width=5000 is not allowed; allowed: 160, 320, 640" in bad.text
 
 
-def test_dag_gallery_lists_runs_newest_first(deployment: AirflowDeployment, run_id: str) -> None:
-    second = _successful_run(deployment)
+def _chart(html: str) -> list[tuple[str, str, str]]:
+    """``(run id, meter value, spike)`` of each row of the DAG gallery's credits chart."""
+    rows = re.findall(
+        r"<tr class='chart-run' data-spike='(\w+)'><th scope='row'>([^<]*)</th><td><meter [^>]*value='([^']*)'", html
+    )
+    return [(unescape(run), value, spike) for spike, run, value in rows]
+
+
+def test_dag_gallery_lists_runs_newest_first_under_a_credits_chart(
+    deployment: AirflowDeployment, run_id: str, spike_run: str
+) -> None:
     resp = _get(deployment, f"{MOUNT}/dag", dag_id="media_view")
     assert resp.status_code == 200
     runs = [unescape(r) for r in re.findall(r"<h2 class='run'>Run ([^<]+)</h2>", resp.text)]
-    assert runs[:2] == [second, run_id]
+    assert runs[:2] == [spike_run, run_id]
+    assert _chart(resp.text)[:2] == [(spike_run, "5040.0", "true"), (run_id, "140.0", "false")]
+    assert resp.text.index("id='credits-chart'") < resp.text.index("<h2 class='run'>")
+
+
+def test_task_state_store_holds_the_remote_task_and_its_credits(deployment: AirflowDeployment, run_id: str) -> None:
+    """Airflow 3.3's task state store, read back through Airflow's own REST API (what its UI tab shows)."""
+    for task_id in ("still", "clip"):
+        result = deployment.xcom("media_view", run_id, task_id)
+        store = deployment.api("GET", f"/api/v2/dags/media_view/dagRuns/{run_id}/taskInstances/{task_id}/state-store")
+        assert {e["key"]: e["value"] for e in store["task_state_store"]} == {
+            "aireiter": {
+                "out_task_id": result["out_task_id"],
+                "estimated_credits": result["estimated_credits"],
+                "credits_used": result["credits_used"],
+            }
+        }, task_id
 
 
 ROUTES = ["ti", "run", "dag", "file"]
@@ -371,9 +417,55 @@ def test_browser_gallery_and_empty_state(browser: Any, deployment: AirflowDeploy
     assert decoded == 3  # thumbnails of the three stored images (the unstored one is a link)
     assert browser.execute_script("return document.querySelectorAll('a.service-link').length") == 1
     assert browser.execute_script("return document.querySelectorAll('video').length") == 1
+    total = browser.execute_script("return document.querySelector('.credits-total').innerText")
+    assert total.startswith("Credits used: 140 · estimated at submit: 140"), total
     _screenshot_page(browser, "run-gallery")
     _open_plugin_tab(browser, f"{_ui_run_url(deployment, run_id)}/tasks/plain/plugin/aireiter-media")
     assert "No AIReiter output for this task instance" in browser.page_source
+
+
+def _meter_colour(meter: Any) -> tuple[int, int, int]:
+    """The colour the browser filled a ``<meter>`` with: its pixel 4 px into the bar, halfway down."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(meter.screenshot_as_png)) as image:
+        rgb = image.convert("RGB")
+        return rgb.getpixel((4, rgb.height // 2))  # type: ignore[return-value]
+
+
+def test_browser_dag_gallery_chart_makes_the_spike_stand_out(
+    browser: Any, deployment: AirflowDeployment, run_id: str, spike_run: str
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    _admin_opens(browser, deployment, f"{deployment.api_url}/dags/media_view/plugin/aireiter-dag-gallery")
+    rows = _wait_for_script(
+        browser,
+        "the credits chart",
+        "return [...document.querySelectorAll('#credits-chart tr')].map(r => [r.querySelector('th').innerText,"
+        " r.querySelector('meter').value, r.querySelector('meter').max, r.innerText])",
+    )
+    assert [row[:3] for row in rows[:2]] == [[spike_run, 5040, 5040], [run_id, 140, 5040]]
+    assert "spike: over twice the median of the other runs" in rows[0][3] and "spike" not in rows[1][3]
+    # The browser draws the two bars in different colours: the spike past its meter's `high`, the other
+    # in the optimum region (Chromium: red and green).
+    spike, normal = (_meter_colour(m) for m in browser.find_elements(By.CSS_SELECTOR, "#credits-chart meter")[:2])
+    assert spike != normal and spike[0] > spike[1] and normal[1] > normal[0], (spike, normal)
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(DOCS / "credits-gallery.png"))  # the picture of the docs' media view page
+    _screenshot_page(browser, "dag-gallery-credits")
+
+
+def test_browser_task_state_store_tab_shows_the_remote_task(
+    browser: Any, deployment: AirflowDeployment, run_id: str
+) -> None:
+    """Airflow 3.3's own Task State Store tab of the task instance shows what the operator kept there."""
+    result = deployment.xcom("media_view", run_id, "still")
+    _login(browser, deployment)
+    browser.get(f"{_ui_run_url(deployment, run_id)}/tasks/still/task-state-store")
+    wait_for("the task state store's row", lambda: result["out_task_id"] in browser.page_source, timeout=60)
+    assert "estimated_credits" in browser.page_source and "credits_used" in browser.page_source
+    screenshot(browser, "task-state-store")
 
 
 def test_browser_docs_from_the_nav(browser: Any, deployment: AirflowDeployment) -> None:
@@ -544,6 +636,38 @@ def test_a_foreign_url_is_a_link_in_the_page_never_a_redirect(
         assert _srcs(html) == [], url  # nothing is embedded from it
         links = re.findall(r"<a class='service-link' href='([^']*)'[^>]*rel='noopener noreferrer'", html)
         assert [unescape(link) for link in links] == ([] if url in ("javascript:alert(1)", "http://[") else [url]), url
+
+
+def test_an_edited_credits_value_shows_unknown_and_never_breaks_the_page_or_the_sum(
+    deployment: AirflowDeployment, attack_run: str
+) -> None:
+    original = deployment.xcom("media_view", attack_run, "still")
+    hostile: list[Any] = ["<script>alert(1)</script>", -5, True, {"credits": 10}, [10], 10**400, 1e13, "10"]
+    for value in hostile:
+        _edit_result(deployment, attack_run, "still", {**original, "credits_used": value, "estimated_credits": value})
+        html = _ti_page(deployment, attack_run, "still")
+        assert "<dd class='estimated-credits'>unknown</dd>" in html and "<dd class='credits-used'>unknown</dd>" in html
+        assert "<script>" not in html and html.endswith("</body></html>"), value
+        gallery = _get(deployment, f"{MOUNT}/run", dag_id="media_view", run_id=attack_run)
+        assert gallery.status_code == 200, value
+        # 140 less this task's 10: its value is left out of the sum and counted as unknown
+        assert "Credits used: <strong class='credits-used'>130</strong>" in gallery.text, value
+        assert "(credits used unknown for 2; estimate unknown for 2 of 6 task instance(s))" in gallery.text, value
+        chart = _get(deployment, f"{MOUNT}/dag", dag_id="media_view")
+        assert chart.status_code == 200 and (attack_run, "130.0", "false") in _chart(chart.text), value
+    # JSON has no infinity: a 1e309 in an edited value is refused by Airflow's REST API or stored as
+    # something the view does not believe.
+    answer = deployment.request(
+        "PATCH",
+        f"/api/v2/dags/media_view/dagRuns/{attack_run}/taskInstances/still/xcomEntries/return_value",
+        data=json.dumps({"value": {**original, "credits_used": 1e309}, "map_index": -1}).replace("Infinity", "1e309"),
+        headers={"Content-Type": "application/json"},
+    )
+    if answer.status_code == 200:
+        assert "<dd class='credits-used'>unknown</dd>" in _ti_page(deployment, attack_run, "still")
+    else:
+        assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:300])
+    _edit_result(deployment, attack_run, "still", original)
 
 
 def _png_header(width: int, height: int) -> bytes:

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from tests.compat import AIRFLOW_VERSION
 from tests.conftest import load_dag_file
 
 #: a downstream task that writes an upstream's XCom result to $RESULTS_DIR/<task_id>.json
@@ -68,3 +69,20 @@ def submit_bodies(emu: Any) -> list[dict[str, Any]]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value)
+
+
+def task_state(dag_id: str, key: str = "aireiter") -> dict[str, Any]:
+    """``key`` of the task state store of each task of the DAG's runs (Airflow 3.3), read through Airflow's model."""
+    if AIRFLOW_VERSION < (3, 3):
+        return {}
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(TaskStateStoreModel.task_id, TaskStateStoreModel.value).where(
+                TaskStateStoreModel.dag_id == dag_id, TaskStateStoreModel.key == key
+            )
+        ).all()
+    return {row.task_id: json.loads(row.value) for row in rows}

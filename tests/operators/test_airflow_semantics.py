@@ -263,7 +263,11 @@ def test_a_cleared_task_whose_request_did_not_change_reattaches(aireiter_connect
     first = _image_run("cleared_unchanged", args, tmp_path / "1", when)
     second = _image_run("cleared_unchanged", args, tmp_path / "2", when)
     assert len(submit_bodies(aireiter_connection)) == 1
-    assert second == first
+    # The reattach cannot ask the service for the estimate. dag.test() makes the run anew, and the
+    # run's task state store goes with the old one (a real clear keeps it: a retry reads it back, see
+    # test_operators_dagtest.py), so the estimate is unknown here.
+    assert first["estimated_credits"] == 10 and second["estimated_credits"] is None
+    assert {**second, "estimated_credits": 10} == first
 
 
 @pytest.mark.aireiter_emulator(speed=1, durations={"*": (0.0, 3600.0)})
