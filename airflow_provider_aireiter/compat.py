@@ -8,6 +8,8 @@ are not shimmed: they are simply not used by older versions (see the README's ve
 
 from __future__ import annotations
 
+from typing import Any
+
 try:  # Airflow 3.2 (Task SDK 1.2) added airflow.sdk.configuration; 3.1 only has the core conf
     from airflow.sdk.configuration import conf
 except ImportError:  # Airflow 3.1
@@ -35,6 +37,16 @@ try:  # Airflow 3.2 added the Task SDK's AirflowPlugin (what providers should su
 except ImportError:  # Airflow 3.1
     from airflow.plugins_manager import AirflowPlugin  # type: ignore[no-redef,assignment]
 
+
+def hook_lineage_collector() -> Any:
+    """Airflow's hook-level lineage collector (a no-op one unless a lineage reader such as OpenLineage is set up)."""
+    try:  # Airflow 3.2 moved it into the Task SDK
+        from airflow.sdk.lineage import get_hook_lineage_collector
+    except ImportError:  # Airflow 3.1
+        from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef]
+    return get_hook_lineage_collector()
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -43,4 +55,5 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "conf",
+    "hook_lineage_collector",
 ]
