@@ -127,6 +127,8 @@ def test_complete_event_reports_images_stored_files_and_the_remote_task(
     veo = Veo31Operator(task_id="veo", prompt="move", image_url={REFERENCE!r}, end_image_url={END_FRAME!r},
                         channel="plus", output_path="file://{media}/", **common)
     image = SeedreamV5LiteOperator(task_id="image", prompt="a fox", **common)
+    AireiterGenerateOperator(task_id="submit_only", model="nano_banana_pro", wait_for_completion=False,
+                             model_params={{"prompt": "x", "image_input": ["{REFERENCE}", "data:image/png;base64,AA"]}})
 
     @task
     def fetch(result):  # the hook alone: what Airflow's hook-level lineage reports
@@ -175,6 +177,15 @@ def test_complete_event_reports_images_stored_files_and_the_remote_task(
     assert output[1].startswith("/") and output[1].endswith(".png")
     assert image["run"]["facets"]["aireiter"]["model"] == "seedream_v5_lite"
     assert image["run"]["facets"]["externalQuery"]["externalQueryId"].startswith(f"af-{dag_id}")
+
+    # wait_for_completion=False: the submitted task, no output yet; the generic operator's image params
+    submit_only = task_event(events, "submit_only", "COMPLETE")
+    assert datasets(submit_only, "inputs") == [("https://images.example.com", "/refs/first.png")]
+    assert submit_only["outputs"] == []
+    submitted_id = submit_only["run"]["facets"]["externalQuery"]["externalQueryId"]
+    assert submitted_id.startswith(f"af-{dag_id}-submit_only")
+    assert submit_only["run"]["facets"]["aireiter"]["status"] == "pending"
+    assert submit_only["run"]["facets"]["aireiter"]["model"] == "nano_banana_pro"
 
     # the hook used alone: Airflow's hook-level lineage reports the final file (not the .part, not the record)
     assert (fetched / ".fetched.png.aireiter.json").exists()
