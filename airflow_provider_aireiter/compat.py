@@ -50,6 +50,15 @@ def task_state_store(context: Any) -> Any | None:
     return context.get("task_state_store") if isinstance(context, Mapping) else None
 
 
+def hook_lineage_collector() -> Any:
+    """Airflow's hook-level lineage collector (a no-op one unless a lineage reader such as OpenLineage is set up)."""
+    try:  # Airflow 3.2 moved it into the Task SDK
+        from airflow.sdk.lineage import get_hook_lineage_collector
+    except ImportError:  # Airflow 3.1
+        from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef]
+    return get_hook_lineage_collector()
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -58,6 +67,7 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "conf",
+    "hook_lineage_collector",
     "metric",
     "stats",
     "task_state_store",

@@ -167,6 +167,7 @@ class AireiterTaskFailedError(AireiterError):
 
     :param remote_error: the service's error text for the task.
     :param task_id: the service's own id (``order_...``), when it gave one.
+    :param status: the task's failure status (``failed``, ``cancelled``...), when it was read.
     """
 
     reason = ErrorReason.TASK_FAILED
@@ -179,10 +180,12 @@ class AireiterTaskFailedError(AireiterError):
         task_id: str | None = None,
         remote_error: str | None = None,
         service_code: int | None = None,
+        status: str | None = None,
     ) -> None:
         super().__init__(message, service_code=service_code, out_task_id=out_task_id)
         self.task_id = task_id
         self.remote_error = remote_error
+        self.status = status
 
 
 class AireiterWatchedTaskFailedError(AireiterTaskFailedError, AirflowFailException):
@@ -293,6 +296,7 @@ def raise_if_failed(info: TaskInfo) -> None:
             out_task_id=info.out_task_id,
             task_id=info.task_id,
             remote_error=info.error,
+            status=info.status,
         )
 
 

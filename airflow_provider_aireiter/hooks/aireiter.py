@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from airflow.sdk import BaseHook
 
 from airflow_provider_aireiter import __version__
+from airflow_provider_aireiter.compat import hook_lineage_collector
 from airflow_provider_aireiter.exceptions import (
     AireiterAuthError,
     AireiterError,
@@ -362,7 +363,7 @@ def stream_to_path(
         directory.mkdir(parents=True, exist_ok=True)
         written = 0
         try:
-            with partial.open("wb") as sink:
+            with _untracked_open(partial, "wb") as sink:
                 for chunk in response.iter_content(chunk_size=chunk_size):
                     sink.write(chunk)
                     written += len(chunk)
@@ -383,7 +384,14 @@ def stream_to_path(
                 f"{what.capitalize()} was cut short: {written} of {expected} bytes; it is retried."
             )
         partial.rename(final)
+    hook_lineage_collector().add_output_asset(context=final, uri=str(final))  # the final file, never the .part
     return DownloadedFile(url=url, path=str(final), content_type=content_type, size=written)
+
+
+def _untracked_open(path: Any, mode: str) -> Any:
+    """Open ``path`` (an ``ObjectStoragePath``) past its hook-level lineage, which would report every file
+    written through ``path.open()`` as the task's output: here a temporary ``.part`` file or a record."""
+    return path.fs.open(path.path, mode)
 
 
 def record_name(file_name: str) -> str:
@@ -412,7 +420,7 @@ def output_record(dag_id: str, run_id: str, task_id: str, map_index: int, index:
 def write_output_record(directory: Any, stored: DownloadedFile, record: dict[str, Any]) -> None:
     """Write ``record`` next to ``stored`` (overwritten by a retry: the same task instance, the same file)."""
     name = posixpath.basename(urlsplit(stored.path).path if "://" in stored.path else stored.path)
-    with (directory / record_name(name)).open("w") as sink:
+    with _untracked_open(directory / record_name(name), "w") as sink:
         sink.write(json.dumps(record, sort_keys=True))
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 
@@ -232,6 +233,7 @@ class AireiterWaitMixin:
         from airflow_provider_aireiter.triggers.aireiter import CALLBACK_EVENT_STATUS, EXECUTION_TIMEOUT
 
         wait = self._wait_of(event, legacy)
+        self.note_lineage(out_task_id=wait.out_task_id)
         callback = isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS
         if callback:
             waited = f" after {max(0.0, time.time() - wait.deferred_at):.1f} s" if wait.deferred_at else ""
@@ -250,6 +252,7 @@ class AireiterWaitMixin:
             raise self.timeout_exception(error) from None
         except AireiterError as error:
             if not (error.retryable and callback):
+                self.note_lineage(status=getattr(error, "status", None))  # a remote failure's status
                 raise
             # A callback woke the task, but the service does not answer: the trigger rides it out.
             self.log.warning("Woken by a callback, but AIReiter did not answer (%s); waiting again.", error)
@@ -286,7 +289,10 @@ class AireiterWaitMixin:
     ) -> dict[str, Any]:
         """Check the final task, download its outputs and return the result dict (see :func:`finish`)."""
         outlets = getattr(self, "outlets", None)
-        return finish(
+        self.note_lineage(
+            out_task_id=info.out_task_id, model=info.model, status=info.status, credits_used=info.credits_used
+        )
+        result = finish(
             hook,
             info,
             output_path=self.output_path,
@@ -296,6 +302,72 @@ class AireiterWaitMixin:
             seen_finishing=not self.finished_before_this_try,
             estimated_credits=estimated_credits,
         )
+        self.note_lineage(outputs=result["outputs"])
+        return result
+
+    # ------------------------------------------------------------ OpenLineage (when its provider is installed)
+
+    def note_lineage(self, **facts: Any) -> None:
+        """Record what the OpenLineage facets report, as the task learns it.
+
+        A task resumed from the triggerer runs on a new operator: the resumed path records again.
+        """
+        self.__dict__.setdefault("aireiter_lineage", {}).update((k, v) for k, v in facts.items() if v is not None)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: reference images given by URL in; files stored under ``output_path`` (else the URLs) out."""
+        return self.openlineage_facets()
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """OpenLineage for a failed task: the same, with what was known when it failed."""
+        return self.openlineage_facets()
+
+    def openlineage_facets(self) -> Any:
+        """The inputs, outputs and run facets (the remote task's id, model, status and credits); no secret."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from attrs import define
+        from openlineage.client.event_v2 import Dataset
+        from openlineage.client.facet_v2 import RunFacet, external_query_run
+
+        @define
+        class AireiterRunFacet(RunFacet):
+            """The AIReiter task: model, status (as the service says it) and credits used (unknown: null)."""
+
+            model: str | None = None
+            status: str | None = None
+            creditsUsed: float | None = None  # OpenLineage facets name their fields in camelCase
+
+        def url_dataset(url: str) -> Dataset:  # no user info, query or fragment: they may hold a signature
+            parts = urlsplit(url)
+            port = f":{parts.port}" if parts.port else ""
+            return Dataset(namespace=f"{parts.scheme}://{parts.hostname}{port}", name=parts.path or "/")
+
+        def stored_dataset(path: str) -> Dataset:
+            stored = output_directory(path)
+            return Dataset(namespace=stored.namespace, name=stored.key if stored.bucket else "/" + stored.key)
+
+        known = self.__dict__.get("aireiter_lineage", {})
+        params = self.build_params() if hasattr(self, "build_params") else None
+        images = [
+            url
+            for key, value in (params.items() if isinstance(params, dict) else ())
+            if "image" in key
+            for url in (value if isinstance(value, list) else [value])
+            if isinstance(url, str) and url.startswith(("http://", "https://"))
+        ]
+        outputs = [
+            stored_dataset(o["path"]) if o.get("path") else url_dataset(o["url"]) for o in known.get("outputs", [])
+        ]
+        run_facets: dict[str, Any] = {}
+        if known.get("out_task_id"):
+            run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
+                externalQueryId=known["out_task_id"], source="aireiter"
+            )
+        model = known.get("model") or getattr(self, "resolved_model", None)
+        run_facets["aireiter"] = AireiterRunFacet(
+            model=model, status=known.get("status"), creditsUsed=known.get("credits_used")
+        )
+        return OperatorLineage(inputs=[url_dataset(u) for u in images], outputs=outputs, run_facets=run_facets)
 
 
 # ---------------------------------------------------------------------------- finishing
@@ -889,6 +961,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         if submitted.estimated_credits is None and submitted.reattached:  # the query has no estimate
             submitted = submitted.model_copy(update={"estimated_credits": remembered_estimate(context, out_task_id)})
         estimate = submitted.estimated_credits
+        self.note_lineage(out_task_id=out_task_id, status=submitted.status)
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
         remember(context, self.log, out_task_id, estimate, None)
         if not self.wait_for_completion:
@@ -899,14 +972,18 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         else:
             # Nothing wakes a worker: it polls at the normal interval, callbacks or not.
             deadline, _ = self.wait_deadline(context, wait_seconds)
-            info = hook.wait_for_task(
-                out_task_id,
-                poll_interval=self.poll_seconds(),
-                deadline=deadline,
-                give_up_after=self.max_outage,
-                not_found_grace=self.not_found_grace,
-                known=known,
-            )
+            try:
+                info = hook.wait_for_task(
+                    out_task_id,
+                    poll_interval=self.poll_seconds(),
+                    deadline=deadline,
+                    give_up_after=self.max_outage,
+                    not_found_grace=self.not_found_grace,
+                    known=known,
+                )
+            except AireiterTaskFailedError as error:
+                self.note_lineage(status=error.status)
+                raise
         return self.finish(hook, info, context, estimate)
 
     @counts_errors

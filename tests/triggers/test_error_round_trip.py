@@ -23,8 +23,8 @@ EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "AireiterTransientError": {"maybe_processed": False},
     "AireiterGarbledResponseError": {"maybe_processed": False},
     "AireiterRateLimitedError": {"retry_after": 7.5},
-    "AireiterTaskFailedError": {"task_id": "order_1", "remote_error": "content rejected"},
-    "AireiterWatchedTaskFailedError": {"task_id": "order_2", "remote_error": "expired"},
+    "AireiterTaskFailedError": {"task_id": "order_1", "remote_error": "content rejected", "status": "failed"},
+    "AireiterWatchedTaskFailedError": {"task_id": "order_2", "remote_error": "expired", "status": "expired"},
 }
 
 CLASSES = sorted(_error_classes().items())
