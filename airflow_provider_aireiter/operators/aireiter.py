@@ -233,7 +233,7 @@ class AireiterWaitMixin:
         from airflow_provider_aireiter.triggers.aireiter import CALLBACK_EVENT_STATUS, EXECUTION_TIMEOUT
 
         wait = self._wait_of(event, legacy)
-        self.note_lineage(out_task_id=wait.out_task_id)
+        self.note_lineage(out_task_id=wait.out_task_id, estimated_credits=wait.estimated_credits)
         callback = isinstance(event, dict) and event.get("status") == CALLBACK_EVENT_STATUS
         if callback:
             waited = f" after {max(0.0, time.time() - wait.deferred_at):.1f} s" if wait.deferred_at else ""
@@ -331,11 +331,12 @@ class AireiterWaitMixin:
 
         @define
         class AireiterRunFacet(RunFacet):
-            """The AIReiter task: model, status (as the service says it) and credits used (unknown: null)."""
+            """The AIReiter task: model, status (as the service says it), credits used and estimated."""
 
             model: str | None = None
             status: str | None = None
             creditsUsed: float | None = None  # OpenLineage facets name their fields in camelCase
+            estimatedCredits: float | None = None
 
         def url_dataset(url: str) -> Dataset:  # no user info, query or fragment: they may hold a signature
             parts = urlsplit(url)
@@ -365,7 +366,10 @@ class AireiterWaitMixin:
             )
         model = known.get("model") or getattr(self, "resolved_model", None)
         run_facets["aireiter"] = AireiterRunFacet(
-            model=model, status=known.get("status"), creditsUsed=known.get("credits_used")
+            model=model,
+            status=known.get("status"),
+            creditsUsed=known.get("credits_used"),
+            estimatedCredits=known.get("estimated_credits"),
         )
         return OperatorLineage(inputs=[url_dataset(u) for u in images], outputs=outputs, run_facets=run_facets)
 
@@ -961,7 +965,7 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         if submitted.estimated_credits is None and submitted.reattached:  # the query has no estimate
             submitted = submitted.model_copy(update={"estimated_credits": remembered_estimate(context, out_task_id)})
         estimate = submitted.estimated_credits
-        self.note_lineage(out_task_id=out_task_id, status=submitted.status)
+        self.note_lineage(out_task_id=out_task_id, status=submitted.status, estimated_credits=estimate)
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
         remember(context, self.log, out_task_id, estimate, None)
         if not self.wait_for_completion:

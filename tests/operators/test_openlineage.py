@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
+from airflow_provider_aireiter.testing.emulator.catalog import estimated_credits
 from tests.conftest import DAGS_FOLDER
 from tests.operators.dagtest_helpers import dag_source
 
@@ -168,6 +169,7 @@ def test_complete_event_reports_images_stored_files_and_the_remote_task(
     assert aireiter["model"] == "veo3_1_plus"
     assert aireiter["status"] == "completed"
     assert aireiter["creditsUsed"] == remote["credits_used"]
+    assert aireiter["estimatedCredits"] == estimated_credits("veo3_1_plus")  # the submit's estimate
 
     # no output_path: the service's URLs are the outputs; no reference image: no inputs
     image = task_event(events, "image", "COMPLETE")
@@ -222,6 +224,7 @@ def test_fail_event_reports_what_was_known(aireiter_connection: Emulator, tmp_pa
     assert facets["aireiter"]["model"] == "seedance_1_5_pro"
     assert facets["aireiter"]["status"] == "failed"
     assert "creditsUsed" not in facets["aireiter"]  # unknown: a failed task reports none
+    assert facets["aireiter"]["estimatedCredits"] == estimated_credits("seedance_1_5_pro")
     assert "content rejected by review" in facets["errorMessage"]["message"]
 
 
