@@ -439,18 +439,14 @@ def remember(context: Any, log: Any, out_task_id: str | None, estimated: float |
         log.warning("Could not write %s to the task state store (%s: %s).", value, type(error).__name__, error)
 
 
-def remembered_estimate(context: Any, out_task_id: str) -> float | None:
-    """The estimate a previous try kept in the task state store for ``out_task_id`` (a reattach), else ``None``."""
+def remembered(context: Any, out_task_id: str) -> dict[str, Any] | None:
+    """What a previous try of this task instance kept in the task state store for ``out_task_id``, else ``None``."""
     store = task_state_store(context)
     try:
         kept = store.get(TASK_STATE_KEY) if store is not None else None
-    except Exception:  # no answer: the estimate is unknown, nothing else depends on it
+    except Exception:  # no answer: as if nothing was kept (only the estimate and the metrics depend on it)
         return None
-    if not isinstance(kept, dict) or kept.get("out_task_id") != out_task_id:
-        return None
-    from airflow_provider_aireiter.hooks.transport import credits_value
-
-    return credits_value(kept.get("estimated_credits"))  # the store is editable in the UI: checked again
+    return kept if isinstance(kept, dict) and kept.get("out_task_id") == out_task_id else None
 
 
 def task_from_event(event: Any, out_task_id: str) -> TaskInfo:
@@ -960,10 +956,18 @@ class AireiterGenerateOperator(AireiterWaitMixin, BaseOperator):
         assert params is not None
         hook = self._hook()
         submitted, known = self._submit_or_reattach(hook, params, context)
-        self.finished_before_this_try = known is not None and known.is_terminal
         out_task_id = submitted.out_task_id
-        if submitted.estimated_credits is None and submitted.reattached:  # the query has no estimate
-            submitted = submitted.model_copy(update={"estimated_credits": remembered_estimate(context, out_task_id)})
+        kept = remembered(context, out_task_id) if submitted.reattached else None
+        # A task finished before this try is counted in the metrics only when an earlier try of this task
+        # instance took it on and never saw it finish (the store, 3.3+); else it was counted, or is not ours.
+        self.finished_before_this_try = (
+            known is not None and known.is_terminal and (kept is None or kept.get("credits_used") is not None)
+        )
+        if submitted.estimated_credits is None and kept is not None:  # the query has no estimate
+            from airflow_provider_aireiter.hooks.transport import credits_value
+
+            estimate = credits_value(kept.get("estimated_credits"))  # editable in the UI: checked again
+            submitted = submitted.model_copy(update={"estimated_credits": estimate})
         estimate = submitted.estimated_credits
         self.note_lineage(out_task_id=out_task_id, status=submitted.status, estimated_credits=estimate)
         context["ti"].xcom_push(key="out_task_id", value=out_task_id)
