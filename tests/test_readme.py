@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.operators.dagtest_helpers import RESULT_KEYS
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 #: the pages of the Sphinx tree (MyST Markdown); their directives (```{literalinclude} ...) are not code blocks
@@ -97,17 +99,7 @@ def test_python_blocks_run_or_copy_an_example(index: int, tmp_path: Path, reques
 def test_json_result_block_has_the_result_keys() -> None:
     (code, _), *_ = blocks("json")
     keys = set(json.loads(code))
-    assert keys == {
-        "out_task_id",
-        "task_id",
-        "model",
-        "status",
-        "credits_used",
-        "estimated_credits",
-        "created_at",
-        "completed_at",
-        "outputs",
-    }
+    assert keys == RESULT_KEYS
 
 
 def _check_connection(value: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -86,3 +86,17 @@ def task_state(dag_id: str, key: str = "aireiter") -> dict[str, Any]:
             )
         ).all()
     return {row.task_id: json.loads(row.value) for row in rows}
+
+
+#: the keys of the result dict every generation returns (the README documents it)
+RESULT_KEYS = {
+    "out_task_id",
+    "task_id",
+    "model",
+    "status",
+    "credits_used",
+    "estimated_credits",
+    "created_at",
+    "completed_at",
+    "outputs",
+}

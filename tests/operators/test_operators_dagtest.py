@@ -9,21 +9,9 @@ import pytest
 
 from airflow_provider_aireiter.testing.emulator import Emulator
 from tests.compat import AIRFLOW_VERSION
-from tests.operators.dagtest_helpers import is_mp4, png_size, run_dag, submit_bodies, task_state
+from tests.operators.dagtest_helpers import RESULT_KEYS, is_mp4, png_size, run_dag, submit_bodies, task_state
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
-
-RESULT_KEYS = {
-    "out_task_id",
-    "task_id",
-    "model",
-    "status",
-    "credits_used",
-    "estimated_credits",
-    "created_at",
-    "completed_at",
-    "outputs",
-}
 
 
 @pytest.fixture
